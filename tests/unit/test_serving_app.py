@@ -1,0 +1,211 @@
+"""The scoring service on a tiny random BERT: the API, the scorer's numbers, the background server."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+)
+
+from serving.app import create_app
+from serving.client import ScoringClient, ScoringError
+from serving.model import RewardScorer
+from serving.schema import MAX_ITEMS, ChatItem, TextItem, Turn
+from serving.server import start_in_background
+from tacit.domain import MAX_CONTENT_CHARS
+from tacit.layouts import Layout, render
+from tacit.settings import TacitSettings
+
+SETTINGS = TacitSettings(serve_batch_size=2)  # several batches out of a handful of texts
+TACIT_SPEC = {"layout": "compact", "levels": [1, 2, 4, 5], "head": "coral", "max_length": 64}
+CHAT = {
+    "history": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello! How can I help"}],
+    "query": "Write a haiku about rain.",
+    "response": "Soft rain on the roof / the gutters hum a low song / the street shines like glass",
+}
+TEXTS = ["short", "a somewhat longer text to score", "mid length text", "x " * 40, "thanks, that fixed it"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cpu_only():
+    """Exact fp32 numbers on any machine: on a GPU the scorer runs in fp16."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.cuda, "is_available", lambda: False)
+        yield
+
+
+def save_tiny_checkpoint(directory: Path, num_labels: int, spec: dict | None) -> Path:
+    """Large random weights, so that different texts get clearly different rewards."""
+    torch.manual_seed(0)
+    config = BertConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_labels=num_labels,
+        initializer_range=0.5,
+    )
+    if spec is not None:
+        config.tacit = spec
+    BertForSequenceClassification(config).save_pretrained(directory)
+    AutoTokenizer.from_pretrained(SETTINGS.resolved_base_model()).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("tacit-checkpoint"), 3, TACIT_SPEC)
+
+
+@pytest.fixture(scope="module")
+def wildreward_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("wildreward-checkpoint"), 4, None)
+
+
+@pytest.fixture(scope="module")
+def scorer(checkpoint: Path) -> RewardScorer:
+    return RewardScorer.load(checkpoint, SETTINGS)
+
+
+@pytest.fixture(scope="module")
+def client(scorer: RewardScorer):
+    with TestClient(create_app(scorer, model_version=7)) as client:
+        yield client
+
+
+def render_chat(layout: Layout) -> str:
+    return render([Turn(**turn) for turn in CHAT["history"]], CHAT["query"], CHAT["response"], layout)
+
+
+def direct_rewards(checkpoint: Path, texts: list[str]) -> torch.Tensor:
+    """Plain transformers, one text at a time: no batching, padding or sorting to get wrong."""
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    model = AutoModelForSequenceClassification.from_pretrained(checkpoint).eval()
+    with torch.no_grad():
+        logits = torch.cat([model(**tokenizer(text, return_tensors="pt")).logits for text in texts])
+    return 1 + torch.sigmoid(logits).sum(dim=-1)
+
+
+def test_get_reward_matches_plain_transformers(client: TestClient, checkpoint: Path) -> None:
+    response = client.post("/get_reward", json={"query": TEXTS})
+
+    assert response.status_code == 200
+    rewards = torch.tensor(response.json()["rewards"])
+    torch.testing.assert_close(rewards, direct_rewards(checkpoint, TEXTS), rtol=0, atol=1e-5)
+
+
+def test_get_reward_ignores_the_extra_keys_openrlhf_sends(client: TestClient) -> None:
+    response = client.post("/get_reward", json={"query": TEXTS[:2], "prompts": ["p", "p"], "labels": [0, 0]})
+
+    assert response.status_code == 200
+    assert len(response.json()["rewards"]) == 2
+
+
+def test_score_renders_chat_items_with_the_checkpoint_layout(client: TestClient) -> None:
+    rendered = render_chat("compact")
+
+    body = client.post("/v1/score", json={"items": [CHAT, {"text": rendered}, {"text": "no"}]}).json()
+
+    assert body["levels"] == [1, 2, 4, 5]
+    assert body["model_version"] == 7
+    chat_reward, text_reward, other_reward = body["rewards"]
+    assert chat_reward == pytest.approx(text_reward, abs=1e-6)
+    assert all(1 <= reward <= 4 for reward in body["rewards"])
+    assert all(len(row) == 4 and min(row) >= 0 for row in body["level_probabilities"])
+
+
+def test_model_runs_off_the_event_loop(client: TestClient, scorer: RewardScorer, monkeypatch) -> None:
+    threads = []
+    score_texts = scorer.score_texts
+
+    def recording(texts):
+        threads.append(threading.current_thread().name)
+        return score_texts(texts)
+
+    monkeypatch.setattr(scorer, "score_texts", recording)
+    client.post("/v1/score", json={"items": [{"text": "hello"}]})
+    client.post("/get_reward", json={"query": ["hello"]})
+
+    assert len(threads) == 2
+    assert all(name.startswith("tacit-scorer") for name in threads)
+
+
+def test_truncation_keeps_the_end_of_the_text(scorer: RewardScorer) -> None:
+    ending = " Assistant: the answer is 42."
+    long_text = "filler " * 200 + ending
+    longer_text = "other words " * 100 + long_text
+
+    rewards, _ = scorer.score_texts([long_text, longer_text])
+
+    assert rewards[0] == pytest.approx(rewards[1], abs=1e-6)
+
+
+def test_model_info(client: TestClient, checkpoint: Path) -> None:
+    info = client.get("/v1/model").json()
+
+    assert info == {
+        "model_version": 7,
+        "checkpoint": str(checkpoint),
+        "layout": "compact",
+        "levels": [1, 2, 4, 5],
+        "max_length": 64,
+        "device": "cpu",
+    }
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/score", {"items": []}, "items"),
+        ("/v1/score", {"items": [{"text": "a"}] * (MAX_ITEMS + 1)}, "items"),
+        ("/v1/score", {"items": [{"query": "q"}]}, "response"),
+        ("/v1/score", {"items": [{"text": "x" * (MAX_CONTENT_CHARS + 1)}]}, "text"),
+        ("/v1/score", {"items": [{"text": "a", "query": "b"}]}, "query"),
+        ("/v1/score", {"items": [{**CHAT, "history": [{"role": "robot", "content": "beep"}]}]}, "role"),
+        ("/get_reward", {"query": "not a list"}, "query"),
+        ("/get_reward", {"texts": ["a"]}, "query"),
+    ],
+)
+def test_bad_input_is_a_422_that_names_the_field(
+    client: TestClient, path: str, body: dict, field: str
+) -> None:
+    response = client.post(path, json=body)
+
+    assert response.status_code == 422
+    assert any(field in error["loc"] for error in response.json()["detail"])
+
+
+def test_checkpoint_without_tacit_attribute_serves_as_wildreward(wildreward_checkpoint: Path) -> None:
+    scorer = RewardScorer.load(wildreward_checkpoint, SETTINGS)
+    rendered = render_chat("wildreward")
+
+    with TestClient(create_app(scorer, model_version=None)) as client:
+        body = client.post("/v1/score", json={"items": [CHAT, {"text": rendered}]}).json()
+        info = client.get("/v1/model").json()
+
+    assert (info["layout"], info["levels"]) == ("wildreward", [1, 2, 3, 4, 5])
+    assert body["levels"] == [1, 2, 3, 4, 5]
+    assert body["model_version"] is None
+    assert body["rewards"][0] == pytest.approx(body["rewards"][1], abs=1e-6)
+    assert all(1 <= reward <= 5 for reward in body["rewards"])
+
+
+def test_background_server_answers_the_client_and_stops(checkpoint: Path) -> None:
+    threads_before = set(threading.enumerate())
+    with start_in_background(SETTINGS, checkpoint=checkpoint) as server:
+        with ScoringClient(server.url) as scoring:
+            scored = scoring.score([ChatItem.model_validate(CHAT), TextItem(text="thanks!")])
+            rewards = scoring.get_reward(["thanks!"])
+            with pytest.raises(ScoringError, match="query: List should have at most"):
+                scoring.get_reward(["a"] * (MAX_ITEMS + 1))
+
+    assert scored.model_version is None
+    assert scored.rewards[1] == pytest.approx(rewards[0], abs=1e-6)
+    assert set(threading.enumerate()) <= threads_before
+    with ScoringClient(server.url, connect_wait_s=0) as scoring, pytest.raises(ScoringError, match="reach"):
+        scoring.get_reward(["anyone there?"])

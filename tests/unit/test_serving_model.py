@@ -1,0 +1,70 @@
+"""What the scorer reads from a checkpoint, and decoder checkpoints such as WildReward's Qwen3."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoTokenizer, BertConfig, Qwen3Config, Qwen3ForSequenceClassification
+
+from serving.model import CheckpointSpec, RewardScorer
+from tacit.settings import TacitSettings
+
+SETTINGS = TacitSettings(max_length=128, serve_batch_size=4)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cpu_only():
+    """Exact fp32 numbers on any machine: on a GPU the scorer runs in fp16."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.cuda, "is_available", lambda: False)
+        yield
+
+
+def test_spec_reads_the_tacit_attribute() -> None:
+    config = BertConfig(num_labels=3)
+    config.tacit = {"layout": "compact", "levels": [1, 2, 4, 5], "head": "coral", "max_length": 64}
+
+    assert CheckpointSpec.from_config(config, 256) == CheckpointSpec("compact", (1, 2, 4, 5), 64)
+
+
+def test_spec_without_the_attribute_is_wildreward_on_levels_one_to_k() -> None:
+    assert CheckpointSpec.from_config(BertConfig(num_labels=4), 256) == CheckpointSpec(
+        "wildreward", (1, 2, 3, 4, 5), 256
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [({"levels": [1, 2, 3, 4, 5]}, "K-1"), ({"layout": "chatml"}, "compact, wildreward")],
+)
+def test_spec_refuses_what_it_cannot_serve(spec: dict, message: str) -> None:
+    config = BertConfig(num_labels=3)
+    config.tacit = spec
+
+    with pytest.raises(ValueError, match=message):
+        CheckpointSpec.from_config(config, 256)
+
+
+def test_load_says_what_a_checkpoint_is(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        RewardScorer.load(tmp_path, SETTINGS)
+
+
+def test_decoder_checkpoint_without_pad_id_scores_batches(tmp_path: Path) -> None:
+    """Qwen3 classifiers pool the last non-pad token, so a batch needs a pad id the checkpoint may lack."""
+    torch.manual_seed(0)
+    config = Qwen3Config(
+        vocab_size=30522, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=16, num_labels=4, pad_token_id=None, initializer_range=0.5,
+    )
+    Qwen3ForSequenceClassification(config).save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(SETTINGS.resolved_base_model()).save_pretrained(tmp_path)
+    scorer = RewardScorer.load(tmp_path, SETTINGS)
+    texts = ["short", "a noticeably longer text than the first", "middle sized text"]
+
+    batched = scorer.score_texts(texts).rewards
+    one_by_one = [scorer.score_texts([text]).rewards[0] for text in texts]
+
+    assert batched == pytest.approx(one_by_one, abs=1e-5)

@@ -1,0 +1,78 @@
+"""Which checkpoint ``tacit serve`` picks, against a registry in SQLite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session
+
+from serving.server import ModelNotFoundError, ServingTarget, resolve_target
+from tacit.db import Base, ModelStatus, ModelVersion, make_engine
+from tacit.settings import TacitSettings
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> TacitSettings:
+    settings = TacitSettings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'registry.db'}")
+    engine = make_engine(settings.database_url)
+    Base.metadata.create_all(engine)
+    engine.dispose()
+    return settings
+
+
+def register(settings: TacitSettings, version: int, status: ModelStatus, checkpoint: Path | None) -> Path:
+    """A registry row; ``checkpoint`` None points it at a directory that does not exist."""
+    artifact = checkpoint or settings.data_dir / f"gone-{version}"
+    if checkpoint is not None:
+        checkpoint.mkdir()
+        (checkpoint / "config.json").write_text("{}")
+    engine = make_engine(settings.database_url)
+    with Session(engine) as session, session.begin():
+        row = ModelVersion(id=version, base_model="tiny", artifact_uri=str(artifact), status=status.value)
+        session.add(row)
+    engine.dispose()
+    return artifact
+
+
+def test_serves_the_champion(settings: TacitSettings, tmp_path: Path) -> None:
+    register(settings, 1, ModelStatus.RETIRED, tmp_path / "v1")
+    champion = register(settings, 2, ModelStatus.CHAMPION, tmp_path / "v2")
+    register(settings, 3, ModelStatus.CANDIDATE, tmp_path / "v3")
+
+    assert resolve_target(settings) == ServingTarget(champion, 2)
+
+
+def test_serves_the_version_asked_for(settings: TacitSettings, tmp_path: Path) -> None:
+    register(settings, 2, ModelStatus.CHAMPION, tmp_path / "v2")
+    candidate = register(settings, 3, ModelStatus.CANDIDATE, tmp_path / "v3")
+
+    assert resolve_target(settings, version=3) == ServingTarget(candidate, 3)
+
+
+def test_explicit_checkpoint_needs_no_registry(tmp_path: Path) -> None:
+    settings = TacitSettings(data_dir=tmp_path)  # no database at all
+
+    assert resolve_target(settings, checkpoint=tmp_path) == ServingTarget(tmp_path, None)
+
+
+@pytest.mark.parametrize(
+    ("version", "message"),
+    [
+        (None, "No champion model yet: run `tacit train`"),
+        (9, "no model version 9"),
+        (4, "version 4 points at"),
+    ],
+)
+def test_says_when_there_is_nothing_to_serve(
+    settings: TacitSettings, version: int | None, message: str
+) -> None:
+    register(settings, 4, ModelStatus.CANDIDATE, checkpoint=None)
+
+    with pytest.raises(ModelNotFoundError, match=message):
+        resolve_target(settings, version=version)
+
+
+def test_refuses_both_a_checkpoint_and_a_version(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not both"):
+        resolve_target(TacitSettings(data_dir=tmp_path), version=1, checkpoint=tmp_path)

@@ -1,0 +1,218 @@
+"""The reward model on a tiny random BERT: the heads, the saved checkpoint, the training loop, local scoring."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertModel,
+    Qwen3Config,
+    Qwen3Model,
+)
+
+from tacit.domain import Message, Role
+from tacit.ordinal import rewards_from_logits
+from tacit.settings import TacitSettings
+from trainer.dataset import RewardExample
+from trainer.evaluate import LocalScorer
+from trainer.model import (
+    classification_layer,
+    init_thresholds,
+    load_reward_model,
+    ordinal_loss,
+    ordinal_targets,
+    predicted_classes,
+    save_reward_model,
+)
+from trainer.train import TooFewExamples, TrainConfig, train_reward_model
+
+TEXTS = ["User: hi\nAssistant: Hello!", "User: fix my code\nAssistant: " + "Here is the fix. " * 30, "thanks"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cpu_only():
+    """Exact, repeatable fp32 numbers on any machine: on a GPU training and scoring run in bf16."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.cuda, "is_available", lambda: False)
+        yield
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir() -> Path:
+    return TacitSettings().resolved_base_model()
+
+
+@pytest.fixture(scope="module")
+def tiny_backbone(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path) -> Path:
+    """A randomly initialised 2-layer BERT with MiniLM's tokenizer: the real code path, in milliseconds."""
+    directory = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    BertModel(config).save_pretrained(directory)
+    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(directory)
+    return directory
+
+
+def encode(directory: Path, texts: list[str]) -> dict[str, torch.Tensor]:
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    return tokenizer(texts, padding=True, truncation=True, max_length=64, return_tensors="pt")
+
+
+# ----------------------------------------------------------------------------------------------- the heads
+
+
+def test_coral_thresholds_move_together(tiny_backbone: Path) -> None:
+    """One shared weight: the gap between consecutive threshold logits is the same for every input, so
+    with thresholds started in order no input is ever 'above 2 but not above 1'."""
+    model = load_reward_model(tiny_backbone, num_classes=4, head="coral").eval()
+    init_thresholds(model, [0, 1, 1, 2, 3, 3, 3])
+    with torch.no_grad():
+        logits = model(**encode(tiny_backbone, TEXTS)).logits
+
+    gaps = logits[:, :-1] - logits[:, 1:]
+    assert torch.allclose(gaps, gaps[:1].expand_as(gaps), atol=1e-6)
+    assert (torch.sigmoid(logits).diff(dim=-1) <= 0).all()
+
+
+def test_independent_thresholds_do_not(tiny_backbone: Path) -> None:
+    model = load_reward_model(tiny_backbone, num_classes=4, head="independent").eval()
+    with torch.no_grad():
+        logits = model(**encode(tiny_backbone, TEXTS)).logits
+
+    gaps = logits[:, :-1] - logits[:, 1:]
+    assert not torch.allclose(gaps, gaps[:1].expand_as(gaps), atol=1e-6)
+
+
+def test_thresholds_start_at_the_training_prior(tiny_backbone: Path) -> None:
+    model = load_reward_model(tiny_backbone, num_classes=3, head="coral")
+    init_thresholds(model, [0, 0, 1, 2, 2, 2])  # P(y>0) = 4/6, P(y>1) = 3/6 before smoothing
+
+    _, layer = classification_layer(model)
+    assert torch.sigmoid(layer.bias).tolist() == pytest.approx([5 / 8, 4 / 8])
+
+
+def test_coral_refuses_a_head_without_bias(tmp_path: Path, tokenizer_dir: Path) -> None:
+    config = Qwen3Config(
+        vocab_size=30522, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=16,
+    )
+    Qwen3Model(config).save_pretrained(tmp_path)
+
+    with pytest.raises(ValueError, match="head='independent'"):
+        load_reward_model(tmp_path, num_classes=4, head="coral")
+
+
+def test_targets_loss_and_prediction() -> None:
+    classes = torch.tensor([0, 1, 3])
+
+    assert ordinal_targets(classes, 3).tolist() == [[0, 0, 0], [1, 0, 0], [1, 1, 1]]
+    confident = torch.tensor([[-20.0, -20.0, -20.0], [20.0, -20.0, -20.0], [20.0, 20.0, 20.0]])
+    assert ordinal_loss(confident, classes) < 1e-6
+    assert predicted_classes(confident).tolist() == [0, 1, 3]
+
+
+# ------------------------------------------------------------------------------------------- the checkpoint
+
+
+@pytest.mark.parametrize("head", ["coral", "independent"])
+def test_saved_checkpoint_gives_identical_rewards_with_plain_transformers(
+    tiny_backbone: Path, tmp_path: Path, head: str
+) -> None:
+    model = load_reward_model(tiny_backbone, num_classes=4, head=head).eval()
+    _, layer = classification_layer(model)
+    with torch.no_grad():  # a head that differs from its initialisation, as after training
+        layer.bias.copy_(torch.tensor([1.5, 0.2, -1.0]))
+        for parameter in layer.parameters():
+            parameter.add_(torch.randn_like(parameter))
+    inputs = encode(tiny_backbone, TEXTS)
+    with torch.no_grad():
+        trained = rewards_from_logits(model(**inputs).logits)
+
+    save_reward_model(
+        model, AutoTokenizer.from_pretrained(tiny_backbone), tmp_path, levels=(1, 2, 4, 5), layout="compact",
+        max_length=64,
+    )
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        rewards = rewards_from_logits(reloaded(**inputs).logits)
+
+    torch.testing.assert_close(rewards, trained, rtol=0, atol=1e-6)
+    assert reloaded.config.tacit == {"layout": "compact", "levels": [1, 2, 4, 5], "head": head, "max_length": 64}
+    assert reloaded.config.id2label == {0: "level>1", 1: "level>2", 2: "level>4"}
+    weight = classification_layer(reloaded)[1].weight
+    assert torch.equal(weight, weight[:1].expand_as(weight)) == (head == "coral")
+
+
+# ------------------------------------------------------------------------------------ training and scoring
+
+
+def examples(count: int) -> list[RewardExample]:
+    """Satisfied replies are helpful and unsatisfied ones refuse, so there is something to learn."""
+    levels = [1, 2, 3, 4, 5]
+    return [
+        RewardExample(
+            tenant="acme",
+            conversation_id=f"c{i}",
+            user_id=f"u{i % 12}",
+            history=(Message(Role.USER, "hello", 0), Message(Role.ASSISTANT, "Hi! What can I do?", 1)),
+            query=f"Question number {i}?",
+            response="Here is a detailed answer." if levels[i % 5] > 3 else "I cannot help with that.",
+            level=levels[i % 5],
+        )
+        for i in range(count)
+    ]
+
+
+TINY = TrainConfig(steps=6, batch_size=8, max_length=64, holdout_fraction=0.2)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory):
+    return train_reward_model(examples(60), TINY, tiny_backbone, tmp_path_factory.mktemp("trained"))
+
+
+def test_training_reports_holdout_metrics_and_saves(trained) -> None:
+    metrics = trained.metrics
+
+    assert metrics["train_examples"] + metrics["holdout_examples"] == 48  # 12 neutral dropped by wildfb
+    assert metrics["holdout_examples"] > 0
+    assert {"train_loss", "holdout_accuracy", "holdout_mae", "holdout_loss", "holdout_roc_auc"} <= set(metrics)
+    assert (trained.output_dir / "config.json").exists()
+
+
+def test_training_is_deterministic(trained, tiny_backbone: Path, tmp_path: Path) -> None:
+    again = train_reward_model(examples(60), TINY, tiny_backbone, tmp_path)
+
+    assert again.metrics == trained.metrics
+
+
+def test_local_scorer_matches_one_at_a_time_scoring(trained) -> None:
+    """Length-sorted, padded batches must give every text the reward it gets alone."""
+    scorer = LocalScorer(trained.output_dir, batch_size=2)
+
+    batched = scorer(TEXTS)
+
+    assert scorer.layout == "compact"
+    assert batched == pytest.approx([scorer([text])[0] for text in TEXTS], abs=1e-5)
+
+
+def test_too_few_examples_says_how_many_and_what_to_do(tiny_backbone: Path, tmp_path: Path) -> None:
+    with pytest.raises(TooFewExamples, match=r"Only 8 of 10 .* Replay more chat logs"):
+        train_reward_model(examples(10), TINY, tiny_backbone, tmp_path)
+
+
+def test_one_level_only_is_not_enough(tiny_backbone: Path, tmp_path: Path) -> None:
+    one_level = [example for example in examples(200) if example.level == 5]
+
+    with pytest.raises(TooFewExamples, match="All 40 usable examples are level 5"):
+        train_reward_model(one_level, TINY, tiny_backbone, tmp_path)
+
+
+def test_config_rejects_unknown_choices() -> None:
+    with pytest.raises(ValueError, match="coral, independent"):
+        TrainConfig(head="ordinal")

@@ -1,0 +1,154 @@
+"""The ordinal reward model: any sequence-classification backbone with K-1 threshold logits.
+
+Logit k scores P(class > k). Two heads are offered:
+
+- ``coral`` (Cao et al., 2020): one weight vector shared by every threshold plus K-1 biases. Each input
+  moves all thresholds together, so the model cannot say "above 2 but not above 1" for one input while
+  ranking another normally; the reward is a single direction in feature space, offset per threshold.
+- ``independent`` (WildReward): K-1 unrelated logits, each its own binary classifier.
+
+Either way the checkpoint is a standard K-1-output classification model: ``save_reward_model`` writes the
+shared CORAL vector into every row of a plain Linear, so any transformers consumer scores it unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
+
+Head = Literal["coral", "independent"]
+HEADS: tuple[str, ...] = ("coral", "independent")
+
+
+class SharedRow(nn.Module):
+    """Parametrises a (K-1, hidden) weight by one row used for every threshold: the CORAL constraint."""
+
+    def __init__(self, thresholds: int) -> None:
+        super().__init__()
+        self.thresholds = thresholds
+
+    def forward(self, row: torch.Tensor) -> torch.Tensor:
+        return row.expand(self.thresholds, -1)
+
+    def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:
+        # A fresh head has random rows (any one will do); a saved CORAL head has identical rows.
+        return weight[:1].clone()
+
+
+def load_reward_model(base_model: Path, num_classes: int, head: Head = "coral") -> PreTrainedModel:
+    """A backbone from a local checkpoint with a fresh K-1-threshold head of the given kind."""
+    if head not in HEADS:
+        raise ValueError(f"Unknown head {head!r}; choose one of {', '.join(HEADS)}.")
+    model = AutoModelForSequenceClassification.from_pretrained(base_model, num_labels=num_classes - 1)
+    if head == "coral":
+        _, layer = classification_layer(model)
+        if layer.bias is None:
+            raise ValueError(
+                f"{base_model} has a classification layer without bias, and CORAL needs one bias per "
+                "threshold; train it with head='independent' instead."
+            )
+        parametrize.register_parametrization(layer, "weight", SharedRow(num_classes - 1))
+    return model
+
+
+def classification_layer(model: PreTrainedModel) -> tuple[str, nn.Linear]:
+    """The Linear that emits the threshold logits; architectures name it differently (classifier, score...)."""
+    layers = [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and module.out_features == model.config.num_labels
+    ]
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no Linear layer with {model.config.num_labels} outputs.")
+    return layers[-1]
+
+
+@torch.no_grad()
+def init_thresholds(model: PreTrainedModel, classes: Sequence[int]) -> None:
+    """Start each threshold bias at the training prior logit P(class > k).
+
+    Fine-tuning learning rates move a bias by only ~lr per step, so biases left at zero would keep every
+    CORAL threshold at the same place for the whole run; starting from the prior, training spends its steps
+    on the text. Heads without a bias (decoder backbones' ``score``) keep theirs at zero.
+    """
+    _, layer = classification_layer(model)
+    if layer.bias is None:
+        return
+    counts = torch.bincount(torch.tensor(classes), minlength=layer.out_features + 1).double()
+    above = counts.flip(0).cumsum(0).flip(0)[1:]  # examples with class > k, for k = 0..K-2
+    prior = (above + 1) / (len(classes) + 2)  # Laplace smoothing keeps an empty class finite
+    layer.bias.copy_(torch.logit(prior).to(layer.bias.dtype))
+
+
+# ---------------------------------------------------------------------------------------- loss, prediction
+
+
+def ordinal_targets(classes: torch.Tensor, num_thresholds: int) -> torch.Tensor:
+    """Classes (batch,) -> binary targets (batch, K-1): [y > 0, y > 1, ...]."""
+    thresholds = torch.arange(num_thresholds, device=classes.device)
+    return (classes.unsqueeze(-1) > thresholds).float()
+
+
+def ordinal_loss(logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of every threshold logit against its target, averaged."""
+    targets = ordinal_targets(classes, logits.shape[-1])
+    return F.binary_cross_entropy_with_logits(logits.float(), targets)
+
+
+def predicted_classes(logits: torch.Tensor) -> torch.Tensor:
+    """The number of thresholds passed with probability above one half (CORAL's prediction rule)."""
+    return (logits > 0).sum(dim=-1)
+
+
+# ------------------------------------------------------------------------------------------ device, precision
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 on CUDA (half the memory traffic, no loss scaling); full precision on CPU, where it is faster."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16)
+
+
+# ---------------------------------------------------------------------------------------------------- saving
+
+
+def save_reward_model(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    out_dir: Path,
+    *,
+    levels: Sequence[int],
+    layout: str,
+    max_length: int,
+) -> None:
+    """Write a standard checkpoint plus the metadata the scoring service reads from ``config.tacit``.
+
+    The CORAL head is materialised as a plain Linear with identical rows, so
+    ``AutoModelForSequenceClassification.from_pretrained(out_dir)`` needs no Tacit code.
+    """
+    name, layer = classification_layer(model)
+    head = "coral" if parametrize.is_parametrized(layer, "weight") else "independent"
+    state = model.state_dict()
+    if head == "coral":
+        del state[f"{name}.parametrizations.weight.original"]
+        state[f"{name}.weight"] = layer.weight.detach().clone()
+    config = model.config
+    config.id2label = {k: f"level>{level}" for k, level in enumerate(levels[:-1])}
+    config.label2id = {label: k for k, label in config.id2label.items()}
+    config.tacit = {"layout": layout, "levels": list(levels), "head": head, "max_length": max_length}
+    model.save_pretrained(out_dir, state_dict=state)
+    tokenizer.save_pretrained(out_dir)
+
