@@ -8,6 +8,7 @@ from ingest.agents import register_agent
 from ingest.sink import PostgresSink
 from labelers.base import get_labeler
 from tacit.db import make_engine
+from tacit.kafka import ensure_topics
 from tacit.settings import TacitSettings
 
 
@@ -34,6 +35,7 @@ def create_app(settings: TacitSettings, kafka_bootstrap: str, database_url: str)
 
 def run_worker(settings: TacitSettings, kafka_bootstrap: str, database_url: str, loglevel: str = "info") -> None:
     """Run until SIGINT/SIGTERM; offsets of stored batches are committed, the rest is redelivered."""
+    ensure_topics(kafka_bootstrap, settings)  # with their partition counts, before Faust could auto-create them
     app = create_app(settings, kafka_bootstrap, database_url)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

@@ -15,8 +15,8 @@ from typing import TypeVar
 
 from fastapi import FastAPI
 
-from serving.model import RewardScorer
 from serving.schema import ModelInfo, RewardRequest, RewardResponse, ScoreRequest, ScoreResponse
+from tacit.scoring import RewardScorer
 
 T = TypeVar("T")
 
@@ -37,7 +37,8 @@ def create_app(scorer: RewardScorer, model_version: int | None) -> FastAPI:
 
     @app.post("/v1/score")
     async def score(request: ScoreRequest) -> ScoreResponse:
-        scores = await in_model_thread(scorer.score_items, request.items)
+        texts = [item.render(scorer.spec.layout) for item in request.items]
+        scores = await in_model_thread(scorer.score_texts, texts)
         return ScoreResponse(
             rewards=scores.rewards,
             level_probabilities=scores.level_probabilities,

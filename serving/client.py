@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
-from tacit.errors import TacitError
 from serving.schema import Item, RewardResponse, ScoreRequest, ScoreResponse
+from tacit.errors import TacitError
 
 
 class ScoringError(TacitError):

@@ -11,7 +11,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
+from tacit import layouts
 from tacit.domain import MAX_CONTENT_CHARS, Role
+from tacit.layouts import Layout
 
 MAX_ITEMS = 512
 MAX_HISTORY_TURNS = 64
@@ -35,11 +37,17 @@ class ChatItem(_Strict):
     query: Content
     response: Content
 
+    def render(self, layout: Layout) -> str:
+        return layouts.render(self.history, self.query, self.response, layout)
+
 
 class TextItem(_Strict):
     """A text already rendered by the caller, scored as is."""
 
     text: Content
+
+    def render(self, layout: Layout) -> str:
+        return self.text
 
 
 def _item_kind(value: Any) -> str:

@@ -16,9 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from serving.app import create_app
-from serving.model import RewardScorer
-from tacit.errors import TacitError
 from tacit.db import ModelStatus, ModelVersion, make_engine
+from tacit.errors import TacitError
+from tacit.scoring import RewardScorer
 from tacit.settings import TacitSettings
 from tacit.stack import endpoint
 

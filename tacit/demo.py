@@ -20,9 +20,9 @@ from sqlalchemy import func, select
 from tqdm import tqdm
 
 from tacit import stack
-from tacit.processes import log_tail, tacit_child
 from tacit.db import FeedbackRow, MessageRow, ModelVersion, RejectedEvent, make_engine
 from tacit.errors import TacitError
+from tacit.processes import log_tail, tacit_child
 from tacit.settings import TacitSettings
 
 DATA = Path(__file__).parent / "data"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import (
@@ -21,6 +22,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+Precision = Literal["auto", "float32"]
 
 
 def _config_file() -> Path:
@@ -62,6 +65,7 @@ class TacitSettings(BaseSettings):
     # --- models ---
     base_model: Path | None = Field(None, description="Local HF checkpoint; unset: the bundled MiniLM.")
     max_length: int = Field(256, ge=16, description="Tokens per scored/trained text.")
+    precision: Precision = Field("auto", description="auto: bf16 where the hardware has it natively; float32.")
 
     # --- training ---
     train_steps: int = Field(300, ge=1)

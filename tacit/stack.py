@@ -16,7 +16,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -356,6 +357,24 @@ def endpoint(settings: TacitSettings, component: str) -> str:
             f"(data dir {settings.data_dir}), or point {ENDPOINT_VARIABLES[component]} at your own."
         )
     return record.address
+
+
+@contextmanager
+def ray_connection(settings: TacitSettings) -> Iterator[None]:
+    """Join the configured or embedded Ray cluster for the block, unless this process already has."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    address = endpoint(settings, "ray")
+    if not settings.ray_address:
+        os.environ.update(RAY_ENV)  # the embedded head runs without token auth; clients must match
+    ray.init(address=address, log_to_driver=True)
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def resolve_endpoints(settings: TacitSettings) -> Endpoints:

@@ -1,0 +1,1 @@
+"""Training stage: datasets, the ordinal model, the training loop, evaluation, registry, Ray job."""

@@ -70,7 +70,9 @@ def label_scheme(name: str) -> LabelScheme:
 # ------------------------------------------------------------------------------------------------ loading
 
 
-def load_examples(engine: Engine, *, stage: str = "raw", labeler_id: str | None = None) -> list[RewardExample]:
+def load_examples(
+    engine: Engine, *, stage: str = "raw", labeler_id: str | None = None
+) -> list[RewardExample]:
     """Every rating at ``stage`` (by ``labeler_id``, or by every labeler) with its conversation so far.
 
     One query returns each rating's messages up to the rated reply, ordered so that the rows of one rating
@@ -115,7 +117,8 @@ def load_examples(engine: Engine, *, stage: str = "raw", labeler_id: str | None 
 
 
 def _example(rows: list[Row]) -> RewardExample | None:
-    """One rating's rows (its conversation up to the reply, oldest first) -> an example, None if incomplete."""
+    """One rating's rows (its conversation up to the reply, oldest first) -> an example, or None when
+    its query or response message is missing."""
     rating = rows[0]
     by_turn = {row.turn_index: row for row in rows}
     response = by_turn.get(rating.response_turn)
@@ -128,7 +131,9 @@ def _example(rows: list[Row]) -> RewardExample | None:
         conversation_id=rating.conversation_id,
         user_id=rating.user_id,
         history=tuple(
-            Message(Role(row.role), row.content, row.turn_index) for row in rows if row.turn_index < history_end
+            Message(Role(row.role), row.content, row.turn_index)
+            for row in rows
+            if row.turn_index < history_end
         ),
         query=query.content if query is not None else "",
         response=response.content,
@@ -180,4 +185,5 @@ def balance_report(examples: Iterable[RewardExample], scheme: LabelScheme) -> st
         for level in scheme.levels
     ]
     dropped = sum(counts.values()) - kept
-    return f"{kept} examples: " + ", ".join(parts) + (f"; {dropped} dropped by {scheme.name}" if dropped else "")
+    report = f"{kept} examples: " + ", ".join(parts)
+    return report + (f"; {dropped} dropped by {scheme.name}" if dropped else "")

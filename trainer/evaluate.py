@@ -1,7 +1,7 @@
 """How good a reward model is: ordinal metrics on held-out feedback, pairwise accuracy on preference data.
 
 Pairwise accuracy takes a ``score_fn`` (texts -> rewards) rather than a model, so one benchmark run can
-score a local checkpoint (``LocalScorer``) or the HTTP scoring service and the numbers are comparable.
+score a local checkpoint (``tacit.scoring.RewardScorer``) or the HTTP scoring service and the numbers are comparable.
 """
 
 from __future__ import annotations
@@ -9,18 +9,17 @@ from __future__ import annotations
 import gzip
 import json
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from tacit.domain import Message, Role, SatisfactionLevel
 from tacit.layouts import Layout, render
 from tacit.ordinal import rewards_from_logits
-from trainer.model import autocast, default_device, ordinal_loss, predicted_classes
+from trainer.model import ordinal_loss, predicted_classes
 
 ScoreFn = Callable[[list[str]], list[float]]
 
@@ -117,50 +116,3 @@ def pairwise_accuracy(
         )
         wins += sum(chosen > rejected for chosen, rejected in zip(scores[: len(chunk)], scores[len(chunk) :]))
     return wins / len(pairs)
-
-
-# ------------------------------------------------------------------------------------------- local scoring
-
-
-class LocalScorer:
-    """Scores rendered texts with a saved checkpoint through plain transformers, as any consumer would.
-
-    Texts are truncated on the left so the response, at the end of every layout, always survives, and
-    scored in length-sorted batches so each batch pads only to its own longest text.
-    """
-
-    def __init__(self, model_dir: Path, *, batch_size: int = 32) -> None:
-        self.device = default_device()
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir, truncation_side="left")
-        self.model = AutoModelForSequenceClassification.from_pretrained(model_dir).to(self.device).eval()
-        metadata = getattr(self.model.config, "tacit", None)
-        if metadata is None:
-            raise ValueError(
-                f"{model_dir} is not a Tacit reward model: its config.json has no 'tacit' entry "
-                "(layout, levels, max_length). Train one with `tacit train`."
-            )
-        self.layout: Layout = metadata["layout"]
-        self.max_length: int = metadata["max_length"]
-        self.batch_size = batch_size
-
-    @torch.inference_mode()
-    def __call__(self, texts: list[str]) -> list[float]:
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        rewards = torch.empty(len(texts))
-        for batch in _chunks(order, self.batch_size):
-            inputs = self.tokenizer(
-                [texts[i] for i in batch],
-                truncation=True,
-                max_length=self.max_length,
-                padding=True,
-                return_tensors="pt",
-            ).to(self.device)
-            with autocast(self.device):
-                logits = self.model(**inputs).logits
-            rewards[batch] = rewards_from_logits(logits).cpu()
-        return rewards.tolist()
-
-
-def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -7,16 +7,17 @@ so a Ray worker needs only the model files and a writable models directory, neve
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+import ray
+from ray.exceptions import RayTaskError
 from sqlalchemy.engine import Engine
 
 from tacit.db import RunStatus, make_engine
 from tacit.settings import TacitSettings
-from tacit.stack import endpoint
+from tacit.stack import endpoint, ray_connection
 from trainer.dataset import RewardExample, balance_report, label_scheme, load_examples
 from trainer.registry import finish_run, record_ray_job, register_version, start_run
 from trainer.train import TrainConfig, TrainResult, train_reward_model
@@ -32,6 +33,7 @@ def train_config(settings: TacitSettings, steps: int | None = None) -> TrainConf
         max_length=settings.max_length,
         holdout_fraction=settings.holdout_fraction,
         seed=settings.seed,
+        precision=settings.precision,
     )
 
 
@@ -83,10 +85,7 @@ def _train_on_ray(
     output_dir: Path,
 ) -> TrainResult:
     """Run ``train_reward_model`` as one Ray task and wait for it; the task's own error is re-raised."""
-    import ray
-    from ray.exceptions import RayTaskError
-
-    with _connected(endpoint(settings, "ray")):
+    with ray_connection(settings):
         # A crashed fine-tune is not retried blindly: the run is marked failed and the next one starts over.
         task = ray.remote(train_reward_model).options(max_retries=0, **_task_resources())
         record_ray_job(engine, run_id, ray.get_runtime_context().get_job_id())
@@ -96,26 +95,9 @@ def _train_on_ray(
             raise exc.cause from exc
 
 
-@contextmanager
-def _connected(address: str) -> Iterator[None]:
-    """Join the Ray cluster unless this process already has (the demo keeps one connection open)."""
-    import ray
-
-    if ray.is_initialized():
-        yield
-        return
-    ray.init(address=address, log_to_driver=True)
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
 def _task_resources() -> dict[str, float]:
     """One GPU if the cluster has any; otherwise every core of the largest node, since a CPU fine-tune
     is bound by matrix multiplies that use them all (Ray sets the task's thread count to its num_cpus)."""
-    import ray
-
     if ray.cluster_resources().get("GPU", 0) >= 1:
         return {"num_gpus": 1, "num_cpus": 1}
     return {"num_cpus": max(node["Resources"].get("CPU", 1) for node in ray.nodes() if node["Alive"])}

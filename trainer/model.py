@@ -2,9 +2,10 @@
 
 Logit k scores P(class > k). Two heads are offered:
 
-- ``coral`` (Cao et al., 2020): one weight vector shared by every threshold plus K-1 biases. Each input
-  moves all thresholds together, so the model cannot say "above 2 but not above 1" for one input while
-  ranking another normally; the reward is a single direction in feature space, offset per threshold.
+- ``coral`` (Cao et al., 2020): one weight vector shared by every threshold plus K-1 biases. An input
+  shifts every threshold logit by the same amount, so the thresholds keep one order for all inputs; with
+  the biases in order (they start at the class prior, and the loss optimum keeps them so) P(class > k)
+  never increases with k: the model cannot call a reply "above 2 but not above 1".
 - ``independent`` (WildReward): K-1 unrelated logits, each its own binary classifier.
 
 Either way the checkpoint is a standard K-1-output classification model: ``save_reward_model`` writes the
@@ -13,7 +14,6 @@ shared CORAL vector into every row of a plain Linear, so any transformers consum
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -60,14 +60,14 @@ def load_reward_model(base_model: Path, num_classes: int, head: Head = "coral") 
 
 
 def classification_layer(model: PreTrainedModel) -> tuple[str, nn.Linear]:
-    """The Linear that emits the threshold logits; architectures name it differently (classifier, score...)."""
+    """The Linear that emits the threshold logits: ``classifier``, ``score``... by architecture."""
     layers = [
         (name, module)
         for name, module in model.named_modules()
         if isinstance(module, nn.Linear) and module.out_features == model.config.num_labels
     ]
     if not layers:
-        raise ValueError(f"{type(model).__name__} has no Linear layer with {model.config.num_labels} outputs.")
+        raise ValueError(f"{type(model).__name__} has no Linear layer with {model.config.num_labels} outputs")
     return layers[-1]
 
 
@@ -109,17 +109,6 @@ def predicted_classes(logits: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------ device, precision
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 on CUDA (half the memory traffic, no loss scaling); full precision on CPU, where it is faster."""
-    if device.type != "cuda":
-        return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=torch.bfloat16)
 
 
 # ---------------------------------------------------------------------------------------------------- saving

@@ -8,6 +8,7 @@ example to 4096 tokens; most chat turns are a small fraction of that).
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain, islice, repeat
@@ -26,14 +27,15 @@ from transformers import (
     set_seed,
 )
 
+from tacit.errors import TacitError
+from tacit.hardware import autocast, default_device
 from tacit.layouts import LAYOUTS, Layout, render
+from tacit.settings import Precision
 from trainer.dataset import LabelScheme, RewardExample, label_scheme, split_by_user
 from trainer.evaluate import ordinal_metrics
 from trainer.model import (
     HEADS,
     Head,
-    autocast,
-    default_device,
     init_thresholds,
     load_reward_model,
     ordinal_loss,
@@ -44,7 +46,7 @@ MIN_EXAMPLES = 32  # below this a batch or two is all there is, and a holdout of
 MAX_GRAD_NORM = 1.0
 
 
-class TooFewExamples(ValueError):
+class TooFewExamples(TacitError):
     """The feedback table does not hold enough usable labels to train on yet."""
 
 
@@ -61,6 +63,7 @@ class TrainConfig:
     head: Head = "coral"
     layout: Layout = "compact"
     seed: int = 0
+    precision: Precision = "auto"
 
     def __post_init__(self) -> None:
         label_scheme(self.label_scheme)
@@ -92,7 +95,7 @@ def train_reward_model(
     model.to(device)
 
     losses = _fit(model, _loader(tokenizer, train, scheme, config, shuffle=True), config, device)
-    window = losses[-max(1, len(losses) // 10) :]
+    window = losses[-max(1, len(losses) // 10) :]  # where the loss ended, smoothed over the last batches
     metrics = {
         "train_examples": len(train),
         "holdout_examples": len(holdout),
@@ -101,7 +104,7 @@ def train_reward_model(
     }
     if holdout:
         holdout_loader = _loader(tokenizer, holdout, scheme, config, shuffle=False)
-        found = _evaluate(model, holdout_loader, scheme, device)
+        found = _evaluate(model, holdout_loader, scheme, device, config.precision)
         metrics.update({f"holdout_{name}": value for name, value in found.items()})
     save_reward_model(
         model, tokenizer, output_dir, levels=scheme.levels, layout=config.layout, max_length=config.max_length
@@ -148,7 +151,9 @@ def _loader(
     )
 
 
-def _fit(model: PreTrainedModel, loader: DataLoader, config: TrainConfig, device: torch.device) -> list[float]:
+def _fit(
+    model: PreTrainedModel, loader: DataLoader, config: TrainConfig, device: torch.device
+) -> list[float]:
     """AdamW with linear warm-up and decay, cycling through the data until ``config.steps`` batches."""
     optimizer = torch.optim.AdamW(_parameter_groups(model, config.weight_decay), lr=config.learning_rate)
     warmup = math.ceil(config.warmup_ratio * config.steps)
@@ -156,10 +161,12 @@ def _fit(model: PreTrainedModel, loader: DataLoader, config: TrainConfig, device
     batches = islice(chain.from_iterable(repeat(loader)), config.steps)
     losses = []
     model.train()
-    progress = tqdm(batches, total=config.steps, desc="training", unit="step")
+    # Where the bar cannot redraw in place (a Ray worker's log, CI) a line per step would flood the output.
+    interval = 0.1 if sys.stderr.isatty() else 30.0
+    progress = tqdm(batches, total=config.steps, desc="training", unit="step", mininterval=interval)
     for batch in progress:
         classes = batch.pop("labels").to(device)
-        with autocast(device):
+        with autocast(device, config.precision):
             logits = model(**batch.to(device)).logits
         loss = ordinal_loss(logits, classes)
         loss.backward()
@@ -168,7 +175,7 @@ def _fit(model: PreTrainedModel, loader: DataLoader, config: TrainConfig, device
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
-        progress.set_postfix(loss=f"{losses[-1]:.4f}")
+        progress.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
     return losses
 
 
@@ -183,12 +190,12 @@ def _parameter_groups(model: PreTrainedModel, weight_decay: float) -> list[dict[
 
 @torch.inference_mode()
 def _evaluate(
-    model: PreTrainedModel, loader: DataLoader, scheme: LabelScheme, device: torch.device
+    model: PreTrainedModel, loader: DataLoader, scheme: LabelScheme, device: torch.device, precision: Precision
 ) -> dict[str, float]:
     model.eval()
     logits, classes = [], []
     for batch in loader:
         classes.append(batch.pop("labels"))
-        with autocast(device):
+        with autocast(device, precision):
             logits.append(model(**batch.to(device)).logits.float().cpu())
     return ordinal_metrics(torch.cat(logits), torch.cat(classes), scheme.levels)

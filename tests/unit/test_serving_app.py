@@ -17,14 +17,15 @@ from transformers import (
 
 from serving.app import create_app
 from serving.client import ScoringClient, ScoringError
-from serving.model import RewardScorer
 from serving.schema import MAX_ITEMS, ChatItem, TextItem, Turn
 from serving.server import start_in_background
 from tacit.domain import MAX_CONTENT_CHARS
 from tacit.layouts import Layout, render
+from tacit.scoring import RewardScorer
 from tacit.settings import TacitSettings
 
-SETTINGS = TacitSettings(serve_batch_size=2)  # several batches out of a handful of texts
+# Several batches out of a handful of texts; float32 so rewards equal a direct transformers computation.
+SETTINGS = TacitSettings(serve_batch_size=2, precision="float32")
 TACIT_SPEC = {"layout": "compact", "levels": [1, 2, 4, 5], "head": "coral", "max_length": 64}
 CHAT = {
     "history": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello! How can I help"}],
@@ -32,14 +33,6 @@ CHAT = {
     "response": "Soft rain on the roof / the gutters hum a low song / the street shines like glass",
 }
 TEXTS = ["short", "a somewhat longer text to score", "mid length text", "x " * 40, "thanks, that fixed it"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cpu_only():
-    """Exact fp32 numbers on any machine: on a GPU the scorer runs in fp16."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(torch.cuda, "is_available", lambda: False)
-        yield
 
 
 def save_tiny_checkpoint(directory: Path, num_labels: int, spec: dict | None) -> Path:

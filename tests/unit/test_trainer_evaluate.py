@@ -22,21 +22,25 @@ from trainer.evaluate import (
 
 # A real record: Anthropic HH-RLHF, helpful-base test split, line 2 (MIT licence).
 HH_RECORD = {
-    "chosen": "\n\nHuman: How can I find out what types of butterflies are in my area?\n\nAssistant: Which "
-    "location are you in?\n\nHuman: I am in Oregon.\n\nAssistant: There are about 175 species of butterflies in "
-    "Oregon, of which 100 are long-distance migrants from southern California.  Also, some of the common "
-    "butterflies in Oregon\n\nHuman: Great. What are some common species then?\n\nAssistant: About 150 species "
-    "of butterflies live in Oregon, with about 100 species are moths, and about 20 species are common here "
-    "year-round, and another 10 species are seen here year-round.  I suggest you keep an eye out for "
-    "skippers, gossamer wings, and red admirals.",
-    "rejected": "\n\nHuman: How can I find out what types of butterflies are in my area?\n\nAssistant: Which "
-    "location are you in?\n\nHuman: I am in Oregon.\n\nAssistant: There are about 175 species of butterflies in "
-    "Oregon, of which 100 are long-distance migrants from southern California.  Also, some of the common "
-    "butterflies in Oregon\n\nHuman: Great. What are some common species then?\n\nAssistant: Are you "
-    "interested in just the common butterflies?  There are a few common ones which will be easy to find.  "
-    "Like the Monarch, Western Tiger Swallowtail and several other swallowtail butterflies.  The Monarch is "
-    "known for being a very common and beautiful butterfly.  Are you interested in butterflies because you "
-    "have children?",
+    "chosen": (
+        "\n\nHuman: How can I find out what types of butterflies are in my area?\n\nAssistant: Which "
+        "location are you in?\n\nHuman: I am in Oregon.\n\nAssistant: There are about 175 species of "
+        "butterflies in Oregon, of which 100 are long-distance migrants from southern California.  Also, "
+        "some of the common butterflies in Oregon\n\nHuman: Great. What are some common species "
+        "then?\n\nAssistant: About 150 species of butterflies live in Oregon, with about 100 species are "
+        "moths, and about 20 species are common here year-round, and another 10 species are seen here "
+        "year-round.  I suggest you keep an eye out for skippers, gossamer wings, and red admirals."
+    ),
+    "rejected": (
+        "\n\nHuman: How can I find out what types of butterflies are in my area?\n\nAssistant: Which "
+        "location are you in?\n\nHuman: I am in Oregon.\n\nAssistant: There are about 175 species of "
+        "butterflies in Oregon, of which 100 are long-distance migrants from southern California.  Also, "
+        "some of the common butterflies in Oregon\n\nHuman: Great. What are some common species "
+        "then?\n\nAssistant: Are you interested in just the common butterflies?  There are a few common "
+        "ones which will be easy to find.  Like the Monarch, Western Tiger Swallowtail and several other "
+        "swallowtail butterflies.  The Monarch is known for being a very common and beautiful butterfly.  "
+        "Are you interested in butterflies because you have children?"
+    ),
 }
 
 
@@ -84,7 +88,7 @@ def test_load_reads_plain_and_gzipped_jsonl(tmp_path: Path, name: str) -> None:
 
 
 def test_pairwise_accuracy_batches_calls_and_counts_strict_wins() -> None:
-    pairs = [PreferencePair((), f"q{i}", chosen="good", rejected="bad" if i % 4 else "good") for i in range(10)]
+    pairs = [PreferencePair((), f"q{i}", "good", "bad" if i % 4 else "good") for i in range(10)]
     calls = []
 
     def score(texts: list[str]) -> list[float]:

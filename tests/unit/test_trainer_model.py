@@ -1,4 +1,4 @@
-"""The reward model on a tiny random BERT: the heads, the saved checkpoint, the training loop, local scoring."""
+"""The reward model on a tiny random BERT: heads, saved checkpoint, training loop, local scoring."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from tacit.domain import Message, Role
 from tacit.ordinal import rewards_from_logits
 from tacit.settings import TacitSettings
 from trainer.dataset import RewardExample
-from trainer.evaluate import LocalScorer
 from trainer.model import (
     classification_layer,
     init_thresholds,
@@ -142,7 +141,9 @@ def test_saved_checkpoint_gives_identical_rewards_with_plain_transformers(
         rewards = rewards_from_logits(reloaded(**inputs).logits)
 
     torch.testing.assert_close(rewards, trained, rtol=0, atol=1e-6)
-    assert reloaded.config.tacit == {"layout": "compact", "levels": [1, 2, 4, 5], "head": head, "max_length": 64}
+    assert reloaded.config.tacit == {
+        "layout": "compact", "levels": [1, 2, 4, 5], "head": head, "max_length": 64
+    }
     assert reloaded.config.id2label == {0: "level>1", 1: "level>2", 2: "level>4"}
     weight = classification_layer(reloaded)[1].weight
     assert torch.equal(weight, weight[:1].expand_as(weight)) == (head == "coral")
@@ -181,7 +182,8 @@ def test_training_reports_holdout_metrics_and_saves(trained) -> None:
 
     assert metrics["train_examples"] + metrics["holdout_examples"] == 48  # 12 neutral dropped by wildfb
     assert metrics["holdout_examples"] > 0
-    assert {"train_loss", "holdout_accuracy", "holdout_mae", "holdout_loss", "holdout_roc_auc"} <= set(metrics)
+    expected = {"train_loss", "holdout_accuracy", "holdout_mae", "holdout_loss", "holdout_roc_auc"}
+    assert expected <= set(metrics)
     assert (trained.output_dir / "config.json").exists()
 
 
@@ -189,16 +191,6 @@ def test_training_is_deterministic(trained, tiny_backbone: Path, tmp_path: Path)
     again = train_reward_model(examples(60), TINY, tiny_backbone, tmp_path)
 
     assert again.metrics == trained.metrics
-
-
-def test_local_scorer_matches_one_at_a_time_scoring(trained) -> None:
-    """Length-sorted, padded batches must give every text the reward it gets alone."""
-    scorer = LocalScorer(trained.output_dir, batch_size=2)
-
-    batched = scorer(TEXTS)
-
-    assert scorer.layout == "compact"
-    assert batched == pytest.approx([scorer([text])[0] for text in TEXTS], abs=1e-5)
 
 
 def test_too_few_examples_says_how_many_and_what_to_do(tiny_backbone: Path, tmp_path: Path) -> None:

@@ -1,5 +1,7 @@
 """A reward-model checkpoint loaded for inference: texts in, ordinal rewards out.
 
+Shared by the trainer (evaluation) and the scoring service, so a model is measured exactly as it is served.
+
 Checkpoints are plain Hugging Face sequence-classification models with K-1 threshold logits, so the
 published WildReward checkpoints load the same way as Tacit's own. What transformers does not know (which
 layout renders the input, which satisfaction level each class stands for) travels in the ``tacit``
@@ -23,11 +25,16 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from serving.schema import Item, TextItem
 from tacit import layouts
+from tacit.errors import TacitError
+from tacit.hardware import compute_dtype, default_device
 from tacit.layouts import LAYOUTS, Layout
 from tacit.ordinal import level_probabilities, rewards_from_logits
 from tacit.settings import TacitSettings
+
+
+class CheckpointError(TacitError):
+    """The directory cannot be served as a reward model; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -45,14 +52,14 @@ class CheckpointSpec:
         spec = getattr(config, "tacit", None) or {}
         levels = tuple(spec.get("levels", range(1, config.num_labels + 2)))
         if len(levels) != config.num_labels + 1:
-            raise ValueError(
+            raise CheckpointError(
                 f"config.json lists {len(levels)} levels {list(levels)} but the model has "
                 f"{config.num_labels} threshold logits; an ordinal head over K levels needs K-1. "
                 "Re-export the checkpoint."
             )
         layout = spec.get("layout", "wildreward")
         if layout not in LAYOUTS:
-            raise ValueError(f"config.json names layout {layout!r}; Tacit knows {', '.join(LAYOUTS)}.")
+            raise CheckpointError(f"config.json names layout {layout!r}; Tacit knows {', '.join(LAYOUTS)}.")
         return cls(layout=layout, levels=levels, max_length=int(spec.get("max_length", default_max_length)))
 
 
@@ -82,17 +89,17 @@ class RewardScorer:
 
     @classmethod
     def load(cls, checkpoint: Path, settings: TacitSettings, *, threads: int | None = None) -> RewardScorer:
-        """Load offline, on the GPU in fp16 when there is one. ``threads`` sets torch's CPU threads for the
-        whole process, so a server that shares its cores can leave some to the event loop."""
+        """Load offline, on the GPU when there is one, in ``settings.precision``. ``threads`` sets torch's CPU
+        threads for the whole process, so a server that shares its cores can leave some to the event loop."""
         checkpoint = Path(checkpoint)
         if not (checkpoint / "config.json").is_file():
-            raise FileNotFoundError(
+            raise CheckpointError(
                 f"{checkpoint} is not a Hugging Face checkpoint (no config.json): pass a directory written "
                 "by `tacit train` or by `save_pretrained`."
             )
         if threads is not None:
             torch.set_num_threads(threads)
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = default_device()
         config = AutoConfig.from_pretrained(checkpoint, local_files_only=True)
         spec = CheckpointSpec.from_config(config, settings.max_length)
         # Truncate from the left: the response, which is what gets judged, comes last.
@@ -100,7 +107,7 @@ class RewardScorer:
         model = AutoModelForSequenceClassification.from_pretrained(
             checkpoint,
             config=config,
-            dtype=torch.float16 if device.type == "cuda" else torch.float32,
+            dtype=compute_dtype(device, settings.precision),
             local_files_only=True,
         )
         _ensure_padding(tokenizer, model)
@@ -110,13 +117,9 @@ class RewardScorer:
     def device(self) -> torch.device:
         return self.model.device
 
-    def render(self, item: Item) -> str:
-        if isinstance(item, TextItem):
-            return item.text
-        return layouts.render(item.history, item.query, item.response, self.spec.layout)
-
-    def score_items(self, items: Sequence[Item]) -> Scores:
-        return self.score_texts([self.render(item) for item in items])
+    def render(self, history: Sequence[layouts.Turn], query: str, response: str) -> str:
+        """The text this checkpoint reads for one item, in its own layout."""
+        return layouts.render(history, query, response, self.spec.layout)
 
     @torch.inference_mode()
     def score_texts(self, texts: Sequence[str]) -> Scores:

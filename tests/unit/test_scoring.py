@@ -6,20 +6,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoTokenizer, BertConfig, Qwen3Config, Qwen3ForSequenceClassification
+from transformers import (
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+    Qwen3Config,
+    Qwen3ForSequenceClassification,
+)
 
-from serving.model import CheckpointSpec, RewardScorer
+from tacit.scoring import CheckpointError, CheckpointSpec, RewardScorer
 from tacit.settings import TacitSettings
 
-SETTINGS = TacitSettings(max_length=128, serve_batch_size=4)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cpu_only():
-    """Exact fp32 numbers on any machine: on a GPU the scorer runs in fp16."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(torch.cuda, "is_available", lambda: False)
-        yield
+SETTINGS = TacitSettings(max_length=128, serve_batch_size=4, precision="float32")  # exact numbers
 
 
 def test_spec_reads_the_tacit_attribute() -> None:
@@ -43,12 +41,12 @@ def test_spec_refuses_what_it_cannot_serve(spec: dict, message: str) -> None:
     config = BertConfig(num_labels=3)
     config.tacit = spec
 
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(CheckpointError, match=message):
         CheckpointSpec.from_config(config, 256)
 
 
 def test_load_says_what_a_checkpoint_is(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="no config.json"):
+    with pytest.raises(CheckpointError, match="no config.json"):
         RewardScorer.load(tmp_path, SETTINGS)
 
 
@@ -68,3 +66,16 @@ def test_decoder_checkpoint_without_pad_id_scores_batches(tmp_path: Path) -> Non
     one_by_one = [scorer.score_texts([text]).rewards[0] for text in texts]
 
     assert batched == pytest.approx(one_by_one, abs=1e-5)
+
+
+def test_auto_precision_stays_close_to_float32(tmp_path: Path) -> None:
+    """Where the hardware computes bf16 natively, ``auto`` uses it; the rewards must barely move."""
+    torch.manual_seed(0)
+    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                        num_labels=3)
+    BertForSequenceClassification(config).save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(SETTINGS.resolved_base_model()).save_pretrained(tmp_path)
+    texts = ["User: hi\nAssistant: Hello!", "User: fix it\nAssistant: " + "Here is the fix. " * 20]
+    exact = RewardScorer.load(tmp_path, SETTINGS).score_texts(texts).rewards
+    fast = RewardScorer.load(tmp_path, SETTINGS.model_copy(update={"precision": "auto"})).score_texts(texts)
+    assert fast.rewards == pytest.approx(exact, abs=0.05)
