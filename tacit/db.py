@@ -170,12 +170,18 @@ def migrations_dir() -> Path:
     return Path(migrations.__file__).parent
 
 
-def upgrade(url: str) -> None:
-    """Bring the schema at ``url`` to the newest migration (``alembic upgrade head``)."""
-    from alembic import command
+def alembic_config(url: str):
+    """Alembic's configuration for the database at ``url``, without an alembic.ini file."""
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
     config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    command.upgrade(config, "head")
+    return config
+
+
+def upgrade(url: str) -> None:
+    """Bring the schema at ``url`` to the newest migration (``alembic upgrade head``)."""
+    from alembic import command
+
+    command.upgrade(alembic_config(url), "head")

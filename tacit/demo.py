@@ -154,7 +154,7 @@ def _print_summary(settings: TacitSettings, console: Console, summary: Summary) 
     table.add_row("model version", f"v{summary.model_version} at {summary.artifact}")
     for name, value in summary.model_metrics.items():
         if isinstance(value, (int, float)):
-            table.add_row(f"  holdout {name}", f"{value:.3f}" if isinstance(value, float) else str(value))
+            table.add_row(f"  {name.replace('_', ' ')}", f"{value:.3f}" if isinstance(value, float) else str(value))
     table.add_row("held-out HH-RLHF pairs scored", str(summary.pairs))
     table.add_row("pairwise accuracy (chance 0.500)", f"{summary.pairwise_accuracy:.3f}")
     for name, seconds in summary.timings.items():

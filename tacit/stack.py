@@ -24,6 +24,7 @@ from pathlib import Path
 import psutil
 
 from tacit.errors import TacitError
+from tacit.processes import log_tail
 from tacit.settings import TacitSettings
 
 COMPONENTS = ("kafka", "postgres", "ray")
@@ -95,6 +96,7 @@ def _free_port() -> int:
 
 
 def _wait_for(check: Callable[[], bool], what: str, log: Path, pid: int) -> None:
+    """Until ``check`` passes; a process that never gets ready is stopped, so a failed start leaks nothing."""
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         if check():
@@ -102,8 +104,8 @@ def _wait_for(check: Callable[[], bool], what: str, log: Path, pid: int) -> None
         if not _pid_alive(pid):
             break
         time.sleep(0.1)
-    tail = log.read_text(errors="replace")[-2000:] if log.exists() else "(no log)"
-    raise StackError(f"{what} did not become ready; see {log}. Last lines:\n{tail}")
+    _stop_pids([pid])
+    raise StackError(f"{what} did not become ready; see {log}. Last lines:\n{log_tail(log)}")
 
 
 def _port_open(port: int) -> bool:
@@ -127,22 +129,24 @@ def _spawn(command: list[str], log: Path, env: dict[str, str] | None = None, **k
         )
 
 
-def _stop_pids(pids: list[int], timeout: float = 20.0) -> None:
-    """SIGTERM the recorded processes (and their process groups), then SIGKILL what is left."""
+def _stop_pids(pids: list[int], *, sig: int = signal.SIGTERM, whole_tree: bool = False,
+               timeout: float = 20.0) -> None:
+    """Signal the recorded processes (with all their descendants if ``whole_tree``), SIGKILL what is left.
+
+    ``whole_tree`` is for Ray, whose workers and agents run in sessions of their own.
+    """
     procs = []
     for pid in pids:
         try:
-            procs.append(psutil.Process(pid))
+            root = psutil.Process(pid)
+            procs += [root, *(root.children(recursive=True) if whole_tree else [])]
         except psutil.NoSuchProcess:
             continue
     for proc in procs:
         try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            try:
-                proc.terminate()
-            except psutil.NoSuchProcess:
-                pass
+            proc.send_signal(sig)
+        except psutil.NoSuchProcess:
+            pass
     _, still_alive = psutil.wait_procs(procs, timeout=timeout)
     for proc in still_alive:
         try:
@@ -262,6 +266,14 @@ def ray_temp_dir(settings: TacitSettings) -> Path:
     return Path("/tmp") / f"tacit-ray-{digest}"
 
 
+# PostgreSQL: SIGINT is its fast shutdown (SIGTERM waits for every client to disconnect). Ray: once a
+# driver has run tasks, its head and GCS outwait SIGTERM; the embedded Ray keeps nothing worth waiting for.
+STOP_OPTIONS: dict[str, dict] = {
+    "kafka": {},
+    "postgres": {"sig": signal.SIGINT},
+    "ray": {"whole_tree": True, "timeout": 3.0},
+}
+
 STARTERS: dict[str, Callable[[TacitSettings], ServiceRecord]] = {
     "kafka": _start_kafka,
     "postgres": _start_postgres,
@@ -315,7 +327,7 @@ def down(settings: TacitSettings, report: Callable[[str], None] = print) -> None
         record = state.pop(name, None)
         if record is None:
             continue
-        _stop_pids(record.pids)
+        _stop_pids(record.pids, **STOP_OPTIONS[name])
         if name == "ray":
             shutil.rmtree(ray_temp_dir(settings), ignore_errors=True)
         report(f"{name}: stopped (pid {record.pids[0]})")

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
 
 Head = Literal["coral", "independent"]
 HEADS: tuple[str, ...] = ("coral", "independent")
@@ -47,7 +48,13 @@ def load_reward_model(base_model: Path, num_classes: int, head: Head = "coral") 
     """A backbone from a local checkpoint with a fresh K-1-threshold head of the given kind."""
     if head not in HEADS:
         raise ValueError(f"Unknown head {head!r}; choose one of {', '.join(HEADS)}.")
-    model = AutoModelForSequenceClassification.from_pretrained(base_model, num_labels=num_classes - 1)
+    # A fresh head is the point of fine-tuning; transformers would report it as MISSING, in a warning.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(base_model, num_labels=num_classes - 1)
+    finally:
+        hf_logging.set_verbosity(verbosity)
     if head == "coral":
         _, layer = classification_layer(model)
         if layer.bias is None:

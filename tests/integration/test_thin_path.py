@@ -12,8 +12,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import func, select
 
+from ingest.events import encode_event
 from ingest.replay import replay
 from tacit.db import FeedbackRow, MessageRow, ModelStatus, ModelVersion, RejectedEvent, make_engine
+from tacit.domain import ChatEvent
 from tacit.processes import log_tail, tacit_child
 from tacit.settings import TacitSettings
 
@@ -40,13 +42,22 @@ def write_conversations(path: Path, count: int) -> Path:
     return path
 
 
-async def produce_raw(bootstrap: str, topic: str, key: bytes, value: bytes) -> None:
+async def produce_raw(bootstrap: str, topic: str, key: bytes, value: bytes, partition: int | None = None) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
-        await producer.send_and_wait(topic, value, key=key)
+        await producer.send_and_wait(topic, value, key=key, partition=partition)
     finally:
         await producer.stop()
+
+
+def send_sentinels(bootstrap: str, settings: TacitSettings) -> None:
+    """One last event on every partition: once all are stored, everything sent before them was processed."""
+    for partition in range(settings.partitions):
+        event = ChatEvent(tenant="t", conversation_id=f"sentinel-{partition}", turn_index=0, role="user",
+                          content="end")
+        key, value = encode_event(event)
+        asyncio.run(produce_raw(bootstrap, settings.chat_events_topic, key, value, partition))
 
 
 async def read_dead_letters(bootstrap: str, topic: str) -> list[tuple[bytes, dict]]:
@@ -76,16 +87,19 @@ def count(engine, table) -> int:
 
 def test_thin_path(embedded_stack, settings: TacitSettings, tmp_path: Path):
     engine = make_engine(embedded_stack.database_url)
-    report = replay(write_conversations(tmp_path / "logs.jsonl", 40), settings, embedded_stack.kafka_bootstrap)
+    logs = write_conversations(tmp_path / "logs.jsonl", 40)
+    report = replay(logs, settings, embedded_stack.kafka_bootstrap)
     assert (report.conversations, report.events) == (40, 200)
     assert report.skipped == {"not JSON": 1}
     asyncio.run(produce_raw(embedded_stack.kafka_bootstrap, settings.chat_events_topic, b"k", b"{broken"))
+    replay(logs, settings, embedded_stack.kafka_bootstrap)  # delivered twice: must change nothing
+    send_sentinels(embedded_stack.kafka_bootstrap, settings)
 
     log = settings.data_dir / "logs" / "worker-test.log"
     with tacit_child(settings, "worker", log=log) as worker:
-        wait_until(lambda: count(engine, MessageRow) == 200 and count(engine, RejectedEvent) == 1,
-                   "200 messages and 1 rejected event", log)
+        wait_until(lambda: count(engine, MessageRow) == 200 + settings.partitions, "every sentinel stored", log)
         assert worker.poll() is None, "the worker must survive bad records"
+    assert count(engine, RejectedEvent) == 1
 
     with engine.connect() as conn:
         levels = conn.execute(select(FeedbackRow.followup_turn, FeedbackRow.level, FeedbackRow.labeler_id)

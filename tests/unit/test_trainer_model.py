@@ -18,7 +18,7 @@ from transformers import (
 from tacit.domain import Message, Role
 from tacit.ordinal import rewards_from_logits
 from tacit.settings import TacitSettings
-from trainer.dataset import RewardExample
+from trainer.dataset import RewardExample, label_scheme
 from trainer.model import (
     classification_layer,
     init_thresholds,
@@ -28,17 +28,9 @@ from trainer.model import (
     predicted_classes,
     save_reward_model,
 )
-from trainer.train import TooFewExamples, TrainConfig, train_reward_model
+from trainer.train import TooFewExamples, TrainConfig, _loader, train_reward_model
 
 TEXTS = ["User: hi\nAssistant: Hello!", "User: fix my code\nAssistant: " + "Here is the fix. " * 30, "thanks"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cpu_only():
-    """Exact, repeatable fp32 numbers on any machine: on a GPU training and scoring run in bf16."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(torch.cuda, "is_available", lambda: False)
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +161,8 @@ def examples(count: int) -> list[RewardExample]:
     ]
 
 
-TINY = TrainConfig(steps=6, batch_size=8, max_length=64, holdout_fraction=0.2)
+# float32: exact, repeatable numbers on any machine (``auto`` trains in bf16 where the hardware has it).
+TINY = TrainConfig(steps=6, batch_size=8, max_length=64, holdout_fraction=0.2, precision="float32")
 
 
 @pytest.fixture(scope="module")
@@ -208,3 +201,18 @@ def test_one_level_only_is_not_enough(tiny_backbone: Path, tmp_path: Path) -> No
 def test_config_rejects_unknown_choices() -> None:
     with pytest.raises(ValueError, match="coral, independent"):
         TrainConfig(head="ordinal")
+
+
+def test_training_batches_group_similar_lengths(tokenizer_dir: Path) -> None:
+    """Random batches of chat texts pad nearly every batch to the longest text; grouped ones barely pad."""
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    lengths = [5 + (i * 37) % 200 for i in range(256)]
+    varied = [RewardExample("t", f"c{i}", f"u{i}", (), "q", "word " * n, 5 if i % 2 else 1)
+              for i, n in enumerate(lengths)]
+    config = TrainConfig(batch_size=16, max_length=256)
+    batches = list(_loader(tokenizer, varied, label_scheme("wildfb"), config, shuffle=True))
+    padded = sum(batch["input_ids"].numel() for batch in batches)
+    real = sum(int(batch["attention_mask"].sum()) for batch in batches)
+    assert sorted(int(i) for batch in batches for i in batch["labels"]) == sorted(
+        label_scheme("wildfb").to_class(e.level) for e in varied)
+    assert real / padded > 0.75  # a plain shuffle of these lengths gives 0.54
