@@ -38,7 +38,7 @@ integration: setup
 	$(BIN)/python -m pytest -q tests/integration
 
 bench: setup
-	$(BIN)/python bench/stream.py
+	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) .tacit build *.egg-info
