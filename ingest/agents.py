@@ -19,6 +19,7 @@ from faust.streams import current_event
 
 from ingest.conversations import ConversationWindow, Outcome, observe
 from ingest.events import Rejection, parse_event
+from ingest.privacy import Privacy
 from ingest.sink import DeadLetter, PostgresSink, SinkBatch, backoff_delays
 from labelers.base import Labeler
 from tacit.domain import ChatEvent, FeedbackCandidate
@@ -37,12 +38,16 @@ class Observed:
 
 
 def make_observer(windows: faust.Table, settings: TacitSettings):
+    secret = settings.user_id_secret
+    privacy = Privacy(settings.redact_pii, secret.get_secret_value().encode() if secret else None)
+
     def observe_record(value: bytes) -> Observed:
         message = current_event().message
         try:
             parsed = parse_event(value, message.key)
             if isinstance(parsed, Rejection):
                 return Observed(dead_letter=_dead_letter(message, value, parsed.reason))
+            parsed = privacy.apply(parsed)  # before the window, so neither labels nor rows see raw PII
             observation = observe(ConversationWindow.from_json(windows.get(parsed.key)), parsed,
                                   settings.conversation_window)
             if observation.outcome is Outcome.ACCEPTED:

@@ -6,6 +6,7 @@ import faust
 
 from ingest.agents import register_agent
 from ingest.sink import PostgresSink
+from ingest.transport import App
 from labelers.base import get_labeler
 from tacit.db import make_engine
 from tacit.kafka import ensure_topics
@@ -14,13 +15,17 @@ from tacit.settings import TacitSettings
 
 def create_app(settings: TacitSettings, kafka_bootstrap: str, database_url: str) -> faust.App:
     """A worker app on the given endpoints; scale out by starting more workers (up to ``partitions``)."""
-    app = faust.App(
+    app = App(
         settings.worker_app_id,
         broker=f"kafka://{kafka_bootstrap}",
         store="memory://",  # table state lives in the changelog topic and is rebuilt from it on start
         datadir=str(settings.data_dir / "faust"),
         topic_partitions=settings.partitions,
         processing_guarantee="at_least_once",
+        # No standby copies of tables: on Tansu, a worker given a standby changelog partition stopped
+        # processing its own (found by the two-worker crash test, cause inside Faust not pinned down). With
+        # the in-memory store a standby only shortens a failover; recovery from the changelog is complete.
+        table_standby_replicas=0,
         consumer_auto_offset_reset="earliest",
         # Timings that keep group membership stable on Tansu (and are fine on Kafka).
         broker_session_timeout=10,

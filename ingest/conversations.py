@@ -4,11 +4,13 @@ Pure logic, no Faust: the agent keeps one ``ConversationWindow`` per ``tenant:co
 calls :func:`observe` for every event.
 
 Ordering rule (deterministic whatever the arrival order): a message is identified by its turn index. A turn
-already in the window is a duplicate and changes nothing. A turn older than everything in a full window is
-stale: stored in Postgres by the sink, but no longer paired. Otherwise the message is inserted in turn order,
-and a feedback candidate is emitted for every (assistant at t, user at t + 1) pair that this message
-completes: if the assistant reply arrives after its follow-up, the pair is emitted when the reply arrives.
-Each pair is therefore emitted exactly once per conversation state.
+already in the window is a duplicate: the window keeps the first text it saw, and the pairs the turn belongs
+to are emitted again. That is what makes a crash harmless: the table's changelog may already hold a turn
+whose batch never reached Postgres, and its redelivery must still produce the label (the sink's upsert
+makes a repeat change nothing). A turn older than everything in a full window is stale: stored in Postgres
+by the sink, but no longer paired. Otherwise the message is inserted in turn order, and a feedback
+candidate is emitted for every (assistant at t, user at t + 1) pair that this message completes: if the
+assistant reply arrives after its follow-up, the pair is emitted when the reply arrives.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ class Observation:
 def observe(window: ConversationWindow, event: ChatEvent, capacity: int) -> Observation:
     """Add one event to the window; return the new window and the candidates it completes."""
     if window.turn(event.turn_index) is not None:
-        return Observation(window, Outcome.DUPLICATE)
+        return Observation(window, Outcome.DUPLICATE, _candidates(window, event))
     oldest = window.messages[0].turn_index if window.messages else None
     if len(window.messages) >= capacity and oldest is not None and event.turn_index < oldest:
         return Observation(window, Outcome.STALE)
@@ -69,13 +71,17 @@ def observe(window: ConversationWindow, event: ChatEvent, capacity: int) -> Obse
     message = Message(role=event.role, content=event.content, turn_index=event.turn_index)
     ordered = sorted((*window.messages, message), key=lambda m: m.turn_index)
     full = ConversationWindow(messages=tuple(ordered), user_id=window.user_id or event.user_id)
-    candidates = tuple(
+    kept = ConversationWindow(messages=tuple(ordered[-capacity:]), user_id=full.user_id)
+    return Observation(kept, Outcome.ACCEPTED, _candidates(full, event))
+
+
+def _candidates(window: ConversationWindow, event: ChatEvent) -> tuple[FeedbackCandidate, ...]:
+    """The pairs ``event``'s turn belongs to: as the follow-up, and as the reply."""
+    return tuple(
         candidate
         for reply_turn in (event.turn_index, event.turn_index - 1)
-        if (candidate := _candidate(full, event, reply_turn)) is not None
+        if (candidate := _candidate(window, event, reply_turn)) is not None
     )
-    kept = ConversationWindow(messages=tuple(ordered[-capacity:]), user_id=full.user_id)
-    return Observation(kept, Outcome.ACCEPTED, candidates)
 
 
 def _candidate(window: ConversationWindow, event: ChatEvent, reply_turn: int) -> FeedbackCandidate | None:

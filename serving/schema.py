@@ -7,7 +7,7 @@ RLHF job must not fail on one long rollout.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
@@ -67,11 +67,44 @@ class ScoreRequest(_Strict):
     items: list[Item] = Field(min_length=1, max_length=MAX_ITEMS)
 
 
+class Truncation(BaseModel):
+    """How much of item ``index`` the model did not read: its oldest history turns, then leading tokens."""
+
+    index: int
+    history_turns_dropped: int = 0
+    tokens_dropped: int = 0
+
+
 class ScoreResponse(BaseModel):
     rewards: list[float]  # expected ordinal class, 1..K
     level_probabilities: list[list[float]]  # one row of K probabilities per item
     levels: list[int]  # the satisfaction level of each of the K classes
     model_version: int | None
+    truncated: list[Truncation] = Field(default_factory=list)  # only the items that did not fit
+
+
+class Pair(_Strict):
+    """Two replies to the same conversation, as two items."""
+
+    a: Item
+    b: Item
+
+
+class CompareRequest(_Strict):
+    pairs: list[Pair] = Field(min_length=1, max_length=MAX_ITEMS // 2)
+
+
+class Comparison(BaseModel):
+    better: Literal["a", "b"]
+    probability: float  # that a user is more satisfied with ``better``, from the level probabilities
+    reward_a: float
+    reward_b: float
+
+
+class CompareResponse(BaseModel):
+    comparisons: list[Comparison]
+    model_version: int | None
+    truncated: list[Truncation] = Field(default_factory=list)  # index 2*i is pair i's a, 2*i+1 its b
 
 
 class RewardRequest(BaseModel):
@@ -85,8 +118,15 @@ class RewardResponse(BaseModel):
     rewards: list[float]
 
 
+class Rejection(BaseModel):
+    version: int
+    reason: str
+
+
 class ModelInfo(BaseModel):
     model_version: int | None
+    following_champion: bool  # False when pinned to a version or checkpoint
+    last_rejected: Rejection | None
     checkpoint: str
     layout: str
     levels: list[int]

@@ -7,20 +7,22 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 
 import uvicorn
 from fastapi import FastAPI
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from serving.app import create_app
-from tacit.db import ModelStatus, ModelVersion, make_engine
+from serving.model import ServedModel
+from serving.swap import ChampionFollower
+from tacit.db import ModelVersion, make_engine
 from tacit.errors import TacitError
 from tacit.scoring import RewardScorer
 from tacit.settings import TacitSettings
-from tacit.stack import endpoint
+from tacit.stack import endpoint, ray_connection
+from trainer.registry import champion, get_version
 
 STARTUP_TIMEOUT_S = 60.0
 
@@ -56,12 +58,7 @@ def resolve_target(
 def _registry_row(settings: TacitSettings, version: int | None) -> ModelVersion:
     engine = make_engine(endpoint(settings, "postgres"))
     try:
-        with Session(engine) as session:
-            if version is not None:
-                row = session.get(ModelVersion, version)
-            else:
-                champions = select(ModelVersion).where(ModelVersion.status == ModelStatus.CHAMPION.value)
-                row = session.scalars(champions.order_by(ModelVersion.id.desc())).first()
+        row = champion(engine) if version is None else get_version(engine, version)
     finally:
         engine.dispose()
     if row is None and version is None:
@@ -74,8 +71,13 @@ def _registry_row(settings: TacitSettings, version: int | None) -> ModelVersion:
 def load_app(
     settings: TacitSettings, *, version: int | None = None, checkpoint: Path | None = None
 ) -> FastAPI:
+    """Serving the champion means following it: each later promotion is swapped in. A version or
+    checkpoint asked for by name stays."""
     target = resolve_target(settings, version=version, checkpoint=checkpoint)
-    return create_app(RewardScorer.load(target.checkpoint, settings), target.version)
+    scorer = RewardScorer.load(target.checkpoint, settings, threads=settings.serve_threads)
+    follow = version is None and checkpoint is None
+    follower = partial(ChampionFollower, settings) if follow else None
+    return create_app(ServedModel(scorer, target.version), settings, follower)
 
 
 def serve(
@@ -85,10 +87,19 @@ def serve(
     checkpoint: Path | None = None,
     host: str | None = None,
     port: int | None = None,
+    on_ray: bool = False,
 ) -> None:
-    """Serve until interrupted; host and port default to the settings."""
-    app = load_app(settings, version=version, checkpoint=checkpoint)
-    uvicorn.run(app, host=host or settings.serve_host, port=settings.serve_port if port is None else port)
+    """Serve until interrupted, in this process or as a Ray Serve deployment; host and port default to
+    the settings."""
+    host = host or settings.serve_host
+    port = settings.serve_port if port is None else port
+    if on_ray:
+        from serving import ray_app
+
+        with ray_connection(settings):
+            ray_app.run(ray_app.application(settings, version=version, checkpoint=checkpoint), host, port)
+        return
+    uvicorn.run(load_app(settings, version=version, checkpoint=checkpoint), host=host, port=port)
 
 
 class BackgroundServer:

@@ -27,12 +27,16 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+# Postgres NOTIFY channel on which a promotion is announced; the scoring service LISTENs on it.
+MODEL_EVENTS_CHANNEL = "tacit_model_events"
 
 
 class Base(DeclarativeBase):
@@ -144,12 +148,22 @@ class TrainingRun(Base):
     num_examples: Mapped[int | None] = mapped_column(Integer)
     ray_job_id: Mapped[str | None] = mapped_column(String(128))
     error: Mapped[str | None] = mapped_column(Text)
+    timings: Mapped[dict[str, float]] = mapped_column(JSONType, default=dict, server_default="{}")
+    feedback_watermark: Mapped[int | None] = mapped_column(BigInteger)  # highest feedback id it read
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ModelVersion(Base):
     __tablename__ = "model_versions"
+    __table_args__ = (
+        Index(
+            "uq_model_versions_one_champion",
+            "status",
+            unique=True,
+            postgresql_where=text("status = 'champion'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # the version number users see
     training_run_id: Mapped[int | None] = mapped_column(ForeignKey("training_runs.id"))
@@ -157,6 +171,20 @@ class ModelVersion(Base):
     artifact_uri: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default=ModelStatus.CANDIDATE.value)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    promoted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ModelDecision(Base):
+    """Why a version's status changed (gate verdict, manual promotion, rollback): the audit trail."""
+
+    __tablename__ = "model_decisions"
+    __table_args__ = (Index("ix_model_decisions_version", "version_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    action: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[list[str]] = mapped_column(JSONType, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

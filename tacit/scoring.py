@@ -63,6 +63,9 @@ class CheckpointSpec:
         return cls(layout=layout, levels=levels, max_length=int(spec.get("max_length", default_max_length)))
 
 
+Features = dict[str, list[int]]  # one text's tokenizer output: input_ids, attention_mask, ...
+
+
 class Scores(NamedTuple):
     rewards: list[float]  # expected ordinal class on the 1..K scale
     level_probabilities: list[list[float]]  # K per text
@@ -121,15 +124,23 @@ class RewardScorer:
         """The text this checkpoint reads for one item, in its own layout."""
         return layouts.render(history, query, response, self.spec.layout)
 
-    @torch.inference_mode()
     def score_texts(self, texts: Sequence[str]) -> Scores:
         """Batches of similar length, padded only to their own longest text, in the caller's order."""
+        return self.score_encoded(self.encode(texts))
+
+    def encode(self, texts: Sequence[str]) -> list[Features]:
+        """Token ids cut from the left to ``max_length``; the scoring service encodes off the model thread."""
         if not texts:
-            return Scores([], [])
+            return []
         encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
-        features = [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
-        order = sorted(range(len(texts)), key=lambda i: len(features[i]["input_ids"]), reverse=True)
-        logits = torch.empty(len(texts), self.model.config.num_labels)
+        return [dict(zip(encoded.keys(), values)) for values in zip(*encoded.values())]
+
+    @torch.inference_mode()
+    def score_encoded(self, features: Sequence[Features]) -> Scores:
+        if not features:
+            return Scores([], [])
+        order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]), reverse=True)
+        logits = torch.empty(len(features), self.model.config.num_labels)
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
             batch = self.tokenizer.pad([features[i] for i in chunk], return_tensors="pt").to(self.device)

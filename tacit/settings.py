@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -62,6 +62,11 @@ class TacitSettings(BaseSettings):
     sink_batch_size: int = Field(500, ge=1, le=5000, description="Events per labeling/database batch.")
     sink_batch_seconds: float = Field(0.5, gt=0, description="Longest wait before a partial batch flushes.")
 
+    # --- ingest: privacy (issue 3) ---
+    redact_pii: bool = Field(True, description="Replace e-mails, card numbers, IPs, phones in stored text.")
+    user_id_secret: SecretStr | None = Field(
+        None, description="Secret of the per-tenant user-id pseudonyms; unset: user ids are stored as sent.")
+
     # --- models ---
     base_model: Path | None = Field(None, description="Local HF checkpoint; unset: the bundled MiniLM.")
     max_length: int = Field(256, ge=16, description="Tokens per scored/trained text.")
@@ -74,10 +79,33 @@ class TacitSettings(BaseSettings):
     holdout_fraction: float = Field(0.1, ge=0, lt=1)
     seed: int = 0
 
+    # --- trainer: evaluation, promotion gate, schedule ---
+    model_events_topic: str = Field("model-events", description="Kafka topic announcing promotions.")
+    eval_benchmarks: tuple[Path, ...] = Field(
+        (), description="Preference files (HH-RLHF, PandaLM, prompt/chosen/rejected); empty: the bundled HH pairs."
+    )
+    eval_max_pairs: int = Field(
+        200, ge=1, description="Pairs scored per benchmark (the first ones): evaluation cost stays bounded."
+    )
+    gate_tolerance: float = Field(
+        0.01, ge=0, description="How far a candidate may fall below the champion on a gated metric."
+    )
+    schedule_cron: str | None = Field(None, description="Retrain on this cron expression (UTC).")
+    schedule_min_new_labels: int | None = Field(
+        None, ge=1, description="Retrain once this many labels arrived since the last run."
+    )
+
     # --- serving ---
     serve_host: str = "127.0.0.1"
     serve_port: int = Field(8000, ge=0, le=65535)
-    serve_batch_size: int = Field(32, ge=1)
+    serve_batch_size: int = Field(32, ge=1, description="Most texts in one model call.")
+    serve_batch_tokens: int = Field(8192, ge=16, description="Most padded tokens in one model call.")
+    serve_max_wait_ms: float = Field(2.0, ge=0, description="Longest a text waits for others to join its batch.")
+    serve_threads: int | None = Field(None, ge=1, description="Torch CPU threads; unset: torch's default.")
+    serve_poll_s: float = Field(5.0, gt=0, description="Registry check interval when no promotion is heard.")
+    serve_ray_min_replicas: int = Field(1, ge=1, description="`tacit serve --ray`: autoscaling floor.")
+    serve_ray_max_replicas: int = Field(1, ge=1, description="`tacit serve --ray`: autoscaling ceiling.")
+    serve_ray_target_requests: int = Field(8, ge=1, description="Ongoing requests per replica to aim for.")
 
     @field_validator("data_dir")
     @classmethod

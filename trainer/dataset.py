@@ -10,13 +10,16 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from itertools import groupby
 from operator import attrgetter
+from typing import Literal
 
-from sqlalchemy import and_, select
+from sqlalchemy import Select, and_, select
 from sqlalchemy.engine import Engine, Row
+from sqlalchemy.orm import aliased
 
 from tacit.db import FeedbackRow, MessageRow
 from tacit.domain import Message, Role, SatisfactionLevel
@@ -33,6 +36,19 @@ class RewardExample:
     query: str  # empty when the rated reply opened the conversation
     response: str
     level: int
+    created_at: datetime | None = None  # when the rated reply was sent
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which ratings a dataset holds; an empty tuple or None means no restriction on that field."""
+
+    tenants: tuple[str, ...] = ()
+    labelers: tuple[str, ...] = ()
+    stages: tuple[str, ...] = ("raw",)
+    levels: tuple[int, ...] = ()
+    since: datetime | None = None  # the rated reply was sent at or after this
+    until: datetime | None = None  # ... and before this
 
 
 @dataclass(frozen=True)
@@ -70,10 +86,8 @@ def label_scheme(name: str) -> LabelScheme:
 # ------------------------------------------------------------------------------------------------ loading
 
 
-def load_examples(
-    engine: Engine, *, stage: str = "raw", labeler_id: str | None = None
-) -> list[RewardExample]:
-    """Every rating at ``stage`` (by ``labeler_id``, or by every labeler) with its conversation so far.
+def load_examples(engine: Engine, selection: Selection = Selection()) -> list[RewardExample]:
+    """Every selected rating with its conversation so far.
 
     One query returns each rating's messages up to the rated reply, ordered so that the rows of one rating
     arrive together; they are streamed and folded into examples without holding the result set.
@@ -90,6 +104,7 @@ def load_examples(
             MessageRow.turn_index,
             MessageRow.role,
             MessageRow.content,
+            MessageRow.created_at,
         )
         .join(
             MessageRow,
@@ -99,13 +114,10 @@ def load_examples(
                 MessageRow.turn_index <= FeedbackRow.response_turn,
             ),
         )
-        .where(FeedbackRow.stage == stage)
         .order_by(FeedbackRow.id, MessageRow.turn_index)
     )
-    if labeler_id is not None:
-        statement = statement.where(FeedbackRow.labeler_id == labeler_id)
     with engine.connect() as connection:
-        rows = connection.execution_options(yield_per=5_000).execute(statement)
+        rows = connection.execution_options(yield_per=5_000).execute(_restrict(statement, selection))
         folded = [_example(list(group)) for _, group in groupby(rows, key=attrgetter("id"))]
     examples = [example for example in folded if example is not None]
     if len(examples) < len(folded):
@@ -114,6 +126,34 @@ def load_examples(
             len(folded) - len(examples),
         )
     return examples
+
+
+def _restrict(statement: Select, selection: Selection) -> Select:
+    columns = (
+        (FeedbackRow.tenant, selection.tenants),
+        (FeedbackRow.labeler_id, selection.labelers),
+        (FeedbackRow.stage, selection.stages),
+        (FeedbackRow.level, selection.levels),
+    )
+    for column, allowed in columns:
+        if allowed:
+            statement = statement.where(column.in_(allowed))
+    if selection.since is None and selection.until is None:
+        return statement
+    response = aliased(MessageRow)
+    statement = statement.join(
+        response,
+        and_(
+            response.tenant == FeedbackRow.tenant,
+            response.conversation_id == FeedbackRow.conversation_id,
+            response.turn_index == FeedbackRow.response_turn,
+        ),
+    )
+    if selection.since is not None:
+        statement = statement.where(response.created_at >= selection.since)
+    if selection.until is not None:
+        statement = statement.where(response.created_at < selection.until)
+    return statement
 
 
 def _example(rows: list[Row]) -> RewardExample | None:
@@ -138,6 +178,7 @@ def _example(rows: list[Row]) -> RewardExample | None:
         query=query.content if query is not None else "",
         response=response.content,
         level=rating.level,
+        created_at=response.created_at,
     )
 
 
@@ -164,6 +205,23 @@ def split_by_user(
         holdout.extend(groups.pop(key))
     train = [example for group in groups.values() for example in group]
     return train, holdout
+
+
+def split_by_time(
+    examples: Sequence[RewardExample], holdout_fraction: float, seed: int
+) -> tuple[list[RewardExample], list[RewardExample]]:
+    """(train, holdout) with the most recent replies held out: the model is measured on traffic newer than
+    anything it trained on, as it will be in service. ``seed`` is unused; the split is fully ordered."""
+    ordered = sorted(examples, key=lambda example: (example.created_at is not None, example.created_at))
+    cut = len(ordered) - int(holdout_fraction * len(ordered))
+    return ordered[:cut], ordered[cut:]
+
+
+Split = Literal["user", "time"]
+SPLITS: dict[str, Callable[..., tuple[list[RewardExample], list[RewardExample]]]] = {
+    "user": split_by_user,
+    "time": split_by_time,
+}
 
 
 def _group_key(example: RewardExample) -> str:

@@ -104,10 +104,25 @@ def ordinal_targets(classes: torch.Tensor, num_thresholds: int) -> torch.Tensor:
     return (classes.unsqueeze(-1) > thresholds).float()
 
 
-def ordinal_loss(logits: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy of every threshold logit against its target, averaged."""
+def ordinal_loss(
+    logits: torch.Tensor, classes: torch.Tensor, class_weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Binary cross-entropy of every threshold logit against its target, averaged over thresholds, then
+    over examples (weighted by their class's weight when given)."""
     targets = ordinal_targets(classes, logits.shape[-1])
-    return F.binary_cross_entropy_with_logits(logits.float(), targets)
+    losses = F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="none").mean(dim=-1)
+    if class_weights is None:
+        return losses.mean()
+    weights = class_weights.to(losses.device)[classes]
+    return (losses * weights).sum() / weights.sum()
+
+
+def balanced_class_weights(classes: Sequence[int], num_classes: int) -> torch.Tensor:
+    """n / (present classes * count): every class present weighs as much in total, so rare rejections
+    are not drowned out by the common levels, and the mean weight per example stays 1."""
+    counts = torch.bincount(torch.tensor(classes), minlength=num_classes).double()
+    present = int((counts > 0).sum())
+    return torch.where(counts > 0, len(classes) / (present * counts.clamp(min=1)), 0.0).float()
 
 
 def predicted_classes(logits: torch.Tensor) -> torch.Tensor:

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from itertools import chain, islice, repeat
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import (
     AutoTokenizer,
     DataCollatorWithPadding,
-    PreTrainedModel,
     PreTrainedTokenizerBase,
     get_linear_schedule_with_warmup,
     set_seed,
@@ -32,11 +32,11 @@ from tacit.errors import TacitError
 from tacit.hardware import autocast, default_device
 from tacit.layouts import LAYOUTS, Layout, render
 from tacit.settings import Precision
-from trainer.dataset import LabelScheme, RewardExample, label_scheme, split_by_user
-from trainer.evaluate import ordinal_metrics
+from trainer.dataset import SPLITS, LabelScheme, RewardExample, Split, label_scheme
 from trainer.model import (
     HEADS,
     Head,
+    balanced_class_weights,
     init_thresholds,
     load_reward_model,
     ordinal_loss,
@@ -45,6 +45,7 @@ from trainer.model import (
 
 MIN_EXAMPLES = 32  # below this a batch or two is all there is, and a holdout of it measures nothing
 MAX_GRAD_NORM = 1.0
+TRAINING_STATE = "training_state"  # <output dir>/training_state-<rank>.pt while a run is unfinished
 
 
 class TooFewExamples(TacitError):
@@ -60,6 +61,10 @@ class TrainConfig:
     weight_decay: float = 0.01
     max_length: int = 256
     holdout_fraction: float = 0.1
+    split: Split = "user"
+    gradient_accumulation_steps: int = 1  # optimizer steps see batch_size * this many examples
+    class_weighting: bool = False  # weigh each class equally in the loss (see balanced_class_weights)
+    save_every: int = 0  # steps between resumable training states; 0: none
     label_scheme: str = "wildfb"
     head: Head = "coral"
     layout: Layout = "compact"
@@ -68,7 +73,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         label_scheme(self.label_scheme)
-        for name, value, choices in (("head", self.head, HEADS), ("layout", self.layout, LAYOUTS)):
+        choices_of = (("head", self.head, HEADS), ("layout", self.layout, LAYOUTS), ("split", self.split, SPLITS))
+        for name, value, choices in choices_of:
             if value not in choices:
                 raise ValueError(f"Unknown {name} {value!r}; choose one of {', '.join(choices)}.")
 
@@ -77,25 +83,61 @@ class TrainConfig:
 class TrainResult:
     metrics: dict[str, float]
     output_dir: Path
+    holdout: list[RewardExample]  # evaluated with the saved checkpoint, as it will be served
 
 
-def train_reward_model(
-    examples: Sequence[RewardExample], config: TrainConfig, base_model: Path, output_dir: Path
-) -> TrainResult:
-    """Split by user, fine-tune ``base_model`` for ``config.steps`` steps, evaluate on the holdout, save."""
+@dataclass(frozen=True)
+class Replica:
+    """This process's part in data-parallel training: replica ``rank`` of ``world`` trains on every
+    world-th example, and ``prepare`` wraps its model so gradients are averaged across replicas (DDP under
+    Ray Train). The default is the whole job in one process."""
+
+    rank: int = 0
+    world: int = 1
+    device: torch.device = field(default_factory=default_device)
+    prepare: Callable[[nn.Module], nn.Module] = lambda model: model
+
+
+def split_examples(
+    examples: Sequence[RewardExample], config: TrainConfig
+) -> tuple[list[RewardExample], list[RewardExample]]:
+    """(train, holdout) of the examples the label scheme keeps; the same on every call and replica."""
     scheme = label_scheme(config.label_scheme)
     usable = [example for example in examples if scheme.keeps(example)]
     _require_enough(usable, len(examples), scheme)
-    train, holdout = split_by_user(usable, config.holdout_fraction, config.seed)
+    return SPLITS[config.split](usable, config.holdout_fraction, config.seed)
+
+
+def train_reward_model(
+    examples: Sequence[RewardExample],
+    config: TrainConfig,
+    base_model: Path,
+    output_dir: Path,
+    *,
+    incremental: bool = False,
+    replica: Replica = Replica(),
+) -> TrainResult:
+    """Split, fine-tune ``base_model`` for ``config.steps`` steps and save; the holdout is returned.
+
+    ``incremental`` continues from a reward model trained before (the champion): its head is kept, not
+    reset to the class prior, so the run refines what it learned instead of starting over. Only replica 0
+    writes the checkpoint.
+    """
+    scheme = label_scheme(config.label_scheme)
+    train, holdout = split_examples(examples, config)
 
     set_seed(config.seed)
-    device = default_device()
     tokenizer = AutoTokenizer.from_pretrained(base_model, truncation_side="left")
     model = load_reward_model(base_model, scheme.num_classes, config.head)
-    init_thresholds(model, [scheme.to_class(example.level) for example in train])
-    model.to(device)
+    classes = [scheme.to_class(example.level) for example in train]
+    if not incremental:
+        init_thresholds(model, classes)
+    replicated = replica.prepare(model.to(replica.device))
 
-    losses = _fit(model, _loader(tokenizer, train, scheme, config, shuffle=True), config, device)
+    weights = balanced_class_weights(classes, scheme.num_classes) if config.class_weighting else None
+    loader = _loader(tokenizer, train[replica.rank :: replica.world], scheme, config, shuffle=True)
+    state = output_dir / f"{TRAINING_STATE}-{replica.rank}.pt"
+    losses = _fit(replicated, loader, config, replica.device, weights, state)
     window = losses[-max(1, len(losses) // 10) :]  # where the loss ended, smoothed over the last batches
     metrics = {
         "train_examples": len(train),
@@ -103,14 +145,12 @@ def train_reward_model(
         "steps": config.steps,
         "train_loss": sum(window) / len(window),
     }
-    if holdout:
-        holdout_loader = _loader(tokenizer, holdout, scheme, config, shuffle=False)
-        found = _evaluate(model, holdout_loader, scheme, device, config.precision)
-        metrics.update({f"holdout_{name}": value for name, value in found.items()})
-    save_reward_model(
-        model, tokenizer, output_dir, levels=scheme.levels, layout=config.layout, max_length=config.max_length
-    )
-    return TrainResult(metrics=metrics, output_dir=output_dir)
+    if replica.rank == 0:
+        save_reward_model(
+            model, tokenizer, output_dir, levels=scheme.levels, layout=config.layout, max_length=config.max_length
+        )
+    state.unlink(missing_ok=True)
+    return TrainResult(metrics=metrics, output_dir=output_dir, holdout=holdout)
 
 
 def _require_enough(usable: Sequence[RewardExample], total: int, scheme: LabelScheme) -> None:
@@ -159,50 +199,90 @@ def _loader(
 
 
 def _fit(
-    model: PreTrainedModel, loader: DataLoader, config: TrainConfig, device: torch.device
+    model: nn.Module,
+    loader: DataLoader,
+    config: TrainConfig,
+    device: torch.device,
+    class_weights: torch.Tensor | None,
+    state_path: Path,
 ) -> list[float]:
-    """AdamW with linear warm-up and decay, cycling through the data until ``config.steps`` batches."""
+    """AdamW with linear warm-up and decay, cycling through the data until ``config.steps`` steps.
+
+    With ``config.save_every``, the training state is saved every that many steps to ``state_path``; a
+    run started again on the same output directory and data continues from it exactly.
+    """
     optimizer = torch.optim.AdamW(_parameter_groups(model, config.weight_decay), lr=config.learning_rate)
     warmup = math.ceil(config.warmup_ratio * config.steps)
     schedule = get_linear_schedule_with_warmup(optimizer, warmup, config.steps)
-    batches = islice(chain.from_iterable(repeat(loader)), config.steps)
-    losses = []
+    accumulate = config.gradient_accumulation_steps
+    batches = chain.from_iterable(repeat(loader))
+    steps = (list(islice(batches, accumulate)) for _ in range(config.steps))
+    losses = _resume(state_path, model, optimizer, schedule, steps)
     model.train()
     # Where the bar cannot redraw in place (a Ray worker's log, CI) a line per step would flood the output.
     interval = 0.1 if sys.stderr.isatty() else 30.0
-    progress = tqdm(batches, total=config.steps, desc="training", unit="step", mininterval=interval)
-    for batch in progress:
-        classes = batch.pop("labels").to(device)
-        with autocast(device, config.precision):
-            logits = model(**batch.to(device)).logits
-        loss = ordinal_loss(logits, classes)
-        loss.backward()
+    progress = tqdm(steps, initial=len(losses), total=config.steps, desc="training", unit="step",
+                    mininterval=interval)
+    for micro_batches in progress:
+        loss = sum(_backward(model, batch, config, device, accumulate, class_weights) for batch in micro_batches)
         torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        progress.set_postfix(loss=f"{losses[-1]:.4f}", refresh=False)
+        losses.append(loss)
+        progress.set_postfix(loss=f"{loss:.4f}", refresh=False)
+        if config.save_every and len(losses) % config.save_every == 0 and len(losses) < config.steps:
+            _save_state(state_path, model, optimizer, schedule, losses)
     return losses
 
 
-def _parameter_groups(model: PreTrainedModel, weight_decay: float) -> list[dict[str, Any]]:
+def _save_state(path: Path, model: nn.Module, optimizer, schedule, losses: list[float]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+             "losses": losses, "rng": torch.get_rng_state()}
+    torch.save(state, path.with_suffix(".tmp"))
+    path.with_suffix(".tmp").replace(path)  # a crash while saving leaves the previous state intact
+
+
+def _resume(path: Path, model: nn.Module, optimizer, schedule, steps: Iterator[list]) -> list[float]:
+    """Restore a saved state and skip the steps it already took; returns their losses ([] if none).
+
+    The skipped batches are drawn (not trained on) so that the data order and the random state continue
+    exactly where the interrupted run stopped.
+    """
+    if not path.exists():
+        return []
+    state = torch.load(path, weights_only=False)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    for _ in islice(steps, len(state["losses"])):
+        pass
+    torch.set_rng_state(state["rng"])
+    return state["losses"]
+
+
+def _backward(
+    model: nn.Module,
+    batch: dict[str, torch.Tensor],
+    config: TrainConfig,
+    device: torch.device,
+    parts: int,
+    class_weights: torch.Tensor | None = None,
+) -> float:
+    """Gradients of one micro-batch, scaled so that ``parts`` of them add up to one batch's mean."""
+    classes = batch.pop("labels").to(device)
+    with autocast(device, config.precision):
+        logits = model(**batch.to(device)).logits
+    loss = ordinal_loss(logits, classes, class_weights) / parts
+    loss.backward()
+    return loss.item()
+
+
+def _parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """Decay matrices only: decaying biases and LayerNorm gains pulls them towards zero for no benefit."""
     parameters = [p for p in model.parameters() if p.requires_grad]
     return [
         {"params": [p for p in parameters if p.ndim >= 2], "weight_decay": weight_decay},
         {"params": [p for p in parameters if p.ndim < 2], "weight_decay": 0.0},
     ]
-
-
-@torch.inference_mode()
-def _evaluate(
-    model: PreTrainedModel, loader: DataLoader, scheme: LabelScheme, device: torch.device, precision: Precision
-) -> dict[str, float]:
-    model.eval()
-    logits, classes = [], []
-    for batch in loader:
-        classes.append(batch.pop("labels"))
-        with autocast(device, precision):
-            logits.append(model(**batch.to(device)).logits.float().cpu())
-    return ordinal_metrics(torch.cat(logits), torch.cat(classes), scheme.levels)

@@ -6,8 +6,10 @@ do not depend on what other integration tests registered.
 
 from __future__ import annotations
 
+import gzip
 import itertools
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,9 +22,9 @@ from tacit import db, stack
 from tacit.db import FeedbackRow, MessageRow, ModelStatus, RunStatus, TrainingRun, make_engine
 from tacit.domain import Role
 from tacit.settings import TacitSettings
-from trainer.dataset import load_examples
-from trainer.job import run_training
-from trainer.registry import champion, get_version
+from trainer.dataset import Selection, load_examples
+from trainer.job import BUNDLED_BENCHMARK, run_training
+from trainer.registry import champion, decisions, get_version
 from trainer.train import TooFewExamples
 
 pytestmark = pytest.mark.integration
@@ -44,8 +46,18 @@ def isolated(embedded_stack: stack.Endpoints, settings: TacitSettings, tmp_path:
     url = server.set(database=name).render_as_string(hide_password=False)
     db.upgrade(url)
     return settings.model_copy(
-        update={"database_url": url, "ray_address": embedded_stack.ray_address, "data_dir": tmp_path}
+        update={"database_url": url, "ray_address": embedded_stack.ray_address,
+                "kafka_bootstrap": embedded_stack.kafka_bootstrap, "data_dir": tmp_path,
+                "eval_benchmarks": (small_benchmark(tmp_path),)}
     )
+
+
+def small_benchmark(directory: Path, pairs: int = 16) -> Path:
+    """The first pairs of the bundled HH-RLHF benchmark: the real evaluation path, in a second."""
+    path = directory / "hh_small.jsonl"
+    with gzip.open(BUNDLED_BENCHMARK, "rt") as lines:
+        path.write_text("".join(itertools.islice(lines, pairs)))
+    return path
 
 
 @pytest.fixture
@@ -102,7 +114,7 @@ def test_load_examples_rebuilds_each_rated_reply(engine: Engine) -> None:
     insert_feedback(engine)
 
     examples = load_examples(engine)
-    by_key = {(e.conversation_id, e.response): e for e in load_examples(engine, labeler_id="rules")}
+    by_key = {(e.conversation_id, e.response): e for e in load_examples(engine, Selection(labelers=("rules",)))}
 
     assert len(examples) == 2 * CONVERSATIONS + 2
     assert len(by_key) == 2 * CONVERSATIONS + 1
@@ -112,25 +124,34 @@ def test_load_examples_rebuilds_each_rated_reply(engine: Engine) -> None:
     assert (second.query, second.user_id, second.tenant) == ("And in reverse order?", "user-3", "acme")
     opener = by_key["opener", "Hi! I can help with Python questions."]
     assert (opener.history, opener.query, opener.level) == ((), "", 4)
-    assert [e.level for e in load_examples(engine, stage="refined")] == [4]
+    assert [e.level for e in load_examples(engine, Selection(stages=("refined",)))] == [4]
+    assert len(load_examples(engine, Selection(tenants=("other",)))) == 0
+    assert {e.level for e in load_examples(engine, Selection(levels=(1, 5)))} == {1, 5}
+    assert len(load_examples(engine, Selection(since=datetime.now(UTC) + timedelta(hours=1)))) == 0
+    assert len(load_examples(engine, Selection(until=datetime.now(UTC) + timedelta(hours=1)))) == len(examples)
 
 
-def test_ray_training_registers_a_champion_then_candidates(isolated: TacitSettings, engine: Engine) -> None:
+def test_ray_training_evaluates_gates_and_registers(isolated: TacitSettings, engine: Engine) -> None:
     insert_feedback(engine)
 
-    first = run_training(isolated, use_ray=True, steps=10)
+    first = run_training(isolated, use_ray=True, steps=4)
     second = run_training(isolated, use_ray=False, steps=2)
 
     version = get_version(engine, first)
     assert version.status == ModelStatus.CHAMPION.value
-    assert get_version(engine, second).status == ModelStatus.CANDIDATE.value
-    assert champion(engine).id == first
-    assert version.metrics["holdout_examples"] > 0 and "holdout_accuracy" in version.metrics
+    assert next((d.action, d.reasons) for d in decisions(engine, first)) == ("promoted", ["no champion yet"])
+    gated = decisions(engine, second)[0]
+    assert get_version(engine, second).status == {"promoted": "champion", "rejected": "rejected"}[gated.action]
+    assert gated.reasons[0] == f"compared with champion version {first} on the same data"
+    assert version.metrics["holdout_examples"] > 0
+    assert {"holdout_accuracy", "holdout_qwk", "holdout_ece", "pairwise_hh_small"} <= set(version.metrics)
+    assert version.metrics["holdout_reliability"] and version.metrics["margin_curve_hh_small"]
     with Session(engine) as session:
         run = session.get(TrainingRun, version.training_run_id)
     assert run.status == RunStatus.SUCCEEDED.value
     assert run.ray_job_id and run.num_examples == 2 * CONVERSATIONS + 2
-    assert run.params["steps"] == 10 and run.finished_at is not None
+    assert run.params["steps"] == 4 and run.finished_at is not None
+    assert {"load", "train", "evaluate"} <= set(run.timings)
 
     model = AutoModelForSequenceClassification.from_pretrained(version.artifact_uri)
     assert Path(version.artifact_uri).is_relative_to(isolated.models_dir)
@@ -148,3 +169,17 @@ def test_failed_ray_run_is_recorded_and_raised_as_itself(isolated: TacitSettings
     assert status == RunStatus.FAILED.value
     assert error.startswith("TooFewExamples: Only 0 of 0")
     assert champion(engine) is None
+
+
+def test_two_ray_train_workers_train_data_parallel(isolated: TacitSettings, engine: Engine) -> None:
+    insert_feedback(engine)
+
+    version = get_version(engine, run_training(isolated, workers=2, steps=3))
+
+    assert version.status == ModelStatus.CHAMPION.value
+    assert version.metrics["steps"] == 3 and "holdout_qwk" in version.metrics
+    with Session(engine) as session:
+        run = session.get(TrainingRun, version.training_run_id)
+    assert run.params["workers"] == 2 and run.ray_job_id
+    model = AutoModelForSequenceClassification.from_pretrained(version.artifact_uri)
+    assert model.config.tacit["levels"] == [1, 2, 4, 5]

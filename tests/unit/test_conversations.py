@@ -43,12 +43,15 @@ def test_every_arrival_order_yields_the_same_pairs_once():
         assert sorted(found) == [(1, 2), (3, 4)], order
 
 
-def test_duplicates_change_nothing():
+def test_duplicates_keep_the_window_and_emit_their_pairs_again():
+    """A redelivery after a crash must still produce the label its first delivery may have lost."""
     window, _ = run(range(3))
     observation = observe(window, event(2, content="a different text"), capacity=8)
     assert observation.outcome is Outcome.DUPLICATE
     assert observation.window == window
-    assert observation.candidates == ()
+    (candidate,) = observation.candidates
+    assert (candidate.response.turn_index, candidate.followup.content) == (1, "message 2")
+    assert observe(window, event(0), capacity=8).candidates == ()
 
 
 def test_window_is_bounded_and_stale_messages_are_not_paired():

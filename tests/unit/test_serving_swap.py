@@ -1,0 +1,71 @@
+"""Following the champion without LISTEN (a SQLite registry): swap, and the checks that refuse a version."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+from sqlalchemy.orm import Session
+
+from serving.metrics import ServiceMetrics
+from serving.model import ServedModel
+from serving.swap import CanaryError, ChampionFollower, ModelSlot, canary_rewards, check_canary
+from tacit.db import Base, ModelStatus, ModelVersion, make_engine
+from tacit.scoring import RewardScorer
+from tests.unit.test_serving_app import SETTINGS, TACIT_SPEC, save_tiny_checkpoint
+
+
+@pytest.fixture(scope="module")
+def good(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("good"), 3, TACIT_SPEC)
+
+
+def test_follows_a_promotion_and_refuses_an_incompatible_one(good: Path, tmp_path: Path) -> None:
+    settings = SETTINGS.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'registry.db'}"})
+    engine = make_engine(settings.database_url)
+    Base.metadata.create_all(engine)
+    incompatible = save_tiny_checkpoint(tmp_path / "incompatible", 3, {**TACIT_SPEC, "levels": [1, 2, 3, 4, 5]})
+    slot = ModelSlot(ServedModel(RewardScorer.load(good, settings), 1))
+    metrics = ServiceMetrics()
+
+    def promote(version: int, checkpoint: Path) -> None:
+        with Session(engine) as session, session.begin():
+            session.query(ModelVersion).delete()
+            session.add(ModelVersion(id=version, base_model="tiny", artifact_uri=str(checkpoint),
+                                     status=ModelStatus.CHAMPION.value, metrics={}))
+
+    async def follow() -> None:
+        with ThreadPoolExecutor(1) as loader:
+            await ChampionFollower(settings, slot, metrics).follow(loader)
+
+    promote(2, good)
+    asyncio.run(follow())
+    assert slot.current.version == 2
+
+    promote(3, incompatible)
+    asyncio.run(follow())
+    assert slot.current.version == 2
+    assert slot.last_rejected.version == 3
+    assert "5 levels" in slot.last_rejected.reason
+    engine.dispose()
+
+
+def test_canary_accepts_recorded_rewards_and_refuses_others(good: Path) -> None:
+    scorer = RewardScorer.load(good, SETTINGS)
+    recorded = canary_rewards(scorer)
+
+    check_canary(ServedModel(scorer, 1, {"canary_rewards": recorded}))
+    with pytest.raises(CanaryError, match="differ from the recorded"):
+        check_canary(ServedModel(scorer, 1, {"canary_rewards": [r + 0.5 for r in recorded]}))
+
+
+def test_canary_refuses_a_model_that_answers_nan(good: Path) -> None:
+    scorer = RewardScorer.load(good, SETTINGS)
+    with torch.no_grad():
+        scorer.model.classifier.bias.fill_(float("nan"))
+
+    with pytest.raises(CanaryError, match="finite"):
+        check_canary(ServedModel(scorer, 1))
