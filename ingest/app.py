@@ -5,6 +5,7 @@ from __future__ import annotations
 import faust
 
 from ingest.agents import register_agent
+from ingest.metrics import WorkerMetrics
 from ingest.sink import PostgresSink
 from ingest.transport import App
 from labelers.base import get_labeler
@@ -13,7 +14,8 @@ from tacit.kafka import ensure_topics
 from tacit.settings import TacitSettings
 
 
-def create_app(settings: TacitSettings, kafka_bootstrap: str, database_url: str) -> faust.App:
+def create_app(settings: TacitSettings, kafka_bootstrap: str, database_url: str,
+               metrics: WorkerMetrics) -> faust.App:
     """A worker app on the given endpoints; scale out by starting more workers (up to ``partitions``)."""
     app = App(
         settings.worker_app_id,
@@ -27,6 +29,10 @@ def create_app(settings: TacitSettings, kafka_bootstrap: str, database_url: str)
         # the in-memory store a standby only shortens a failover; recovery from the changelog is complete.
         table_standby_replicas=0,
         consumer_auto_offset_reset="earliest",
+        # Every table write is a changelog record of a whole conversation window (kilobytes): the defaults
+        # (no linger, 16 KiB batches) sent a few records per produce request and made the worker wait on them.
+        producer_linger=0.01,
+        producer_max_batch_size=512 * 1024,
         # Timings that keep group membership stable on Tansu (and are fine on Kafka).
         broker_session_timeout=10,
         broker_heartbeat_interval=1,
@@ -34,13 +40,16 @@ def create_app(settings: TacitSettings, kafka_bootstrap: str, database_url: str)
         web_enabled=False,
         autodiscover=False,
     )
-    register_agent(app, settings, PostgresSink(make_engine(database_url)), get_labeler(settings.labeler))
+    labeler = get_labeler(settings.labeler, settings)
+    register_agent(app, settings, PostgresSink(make_engine(database_url)), labeler, metrics)
     return app
 
 
 def run_worker(settings: TacitSettings, kafka_bootstrap: str, database_url: str, loglevel: str = "info") -> None:
     """Run until SIGINT/SIGTERM; offsets of stored batches are committed, the rest is redelivered."""
     ensure_topics(kafka_bootstrap, settings)  # with their partition counts, before Faust could auto-create them
-    app = create_app(settings, kafka_bootstrap, database_url)
+    metrics = WorkerMetrics()
+    app = create_app(settings, kafka_bootstrap, database_url, metrics)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    metrics.serve(settings.worker_metrics_port)  # after the Worker set up logging, so its message is seen
     worker.execute_from_commandline()

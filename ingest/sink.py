@@ -44,17 +44,23 @@ class PostgresSink:
 
     def write(self, batch: SinkBatch) -> None:
         with self.engine.begin() as conn:
+            # Statements built once and given their rows as parameter lists: SQLAlchemy caches their
+            # compilation and sends the rows in multi-row batches ("insertmanyvalues"); a statement with
+            # the rows inlined by .values() would be compiled afresh for every batch, most of a worker's time.
             if batch.events:
-                conn.execute(_messages_upsert(batch.events))
-                conn.execute(_conversations_upsert(batch.events))
+                conn.execute(MESSAGES_UPSERT, _message_rows(batch.events))
+                conn.execute(CONVERSATIONS_UPSERT, _conversation_rows(batch.events))
             if batch.labeled:
-                conn.execute(_feedback_upsert(batch.labeled))
+                conn.execute(FEEDBACK_UPSERT, _feedback_rows(batch.labeled))
             if batch.dead_letters:
-                conn.execute(_rejected_insert(batch.dead_letters))
+                conn.execute(REJECTED_INSERT, _rejected_rows(batch.dead_letters))
 
 
-def _messages_upsert(events: Sequence[ChatEvent]):
-    rows = [
+MESSAGES_UPSERT = insert(MessageRow).on_conflict_do_nothing(constraint="uq_messages_key")
+
+
+def _message_rows(events: Sequence[ChatEvent]) -> list[dict]:
+    return [
         {
             "event_id": e.event_id, "tenant": e.tenant, "conversation_id": e.conversation_id,
             "turn_index": e.turn_index, "role": e.role.value, "content": e.content, "user_id": e.user_id,
@@ -63,24 +69,11 @@ def _messages_upsert(events: Sequence[ChatEvent]):
         }
         for e in events
     ]
-    return insert(MessageRow).values(rows).on_conflict_do_nothing(constraint="uq_messages_key")
 
 
-def _conversations_upsert(events: Sequence[ChatEvent]):
-    """One row per conversation; merging keeps the earliest first and latest last sighting."""
-    merged: dict[tuple[str, str], dict] = {}
-    for e in events:
-        row = merged.setdefault((e.tenant, e.conversation_id), {
-            "tenant": e.tenant, "conversation_id": e.conversation_id, "user_id": e.user_id,
-            "first_seen_at": e.timestamp, "last_seen_at": e.timestamp, "last_turn": e.turn_index,
-        })
-        row["first_seen_at"] = min(row["first_seen_at"], e.timestamp)
-        row["last_seen_at"] = max(row["last_seen_at"], e.timestamp)
-        row["last_turn"] = max(row["last_turn"], e.turn_index)
-        row["user_id"] = row["user_id"] or e.user_id
-    statement = insert(Conversation).values(list(merged.values()))
-    new = statement.excluded
-    return statement.on_conflict_do_update(
+def _conversations_upsert():
+    new = insert(Conversation).excluded
+    return insert(Conversation).on_conflict_do_update(
         constraint="uq_conversations_key",
         set_={
             "user_id": func.coalesce(Conversation.user_id, new.user_id),
@@ -91,7 +84,41 @@ def _conversations_upsert(events: Sequence[ChatEvent]):
     )
 
 
-def _feedback_upsert(labeled: Sequence[tuple[FeedbackCandidate, Label]]):
+CONVERSATIONS_UPSERT = _conversations_upsert()
+
+
+def _conversation_rows(events: Sequence[ChatEvent]) -> list[dict]:
+    """One row per conversation (an upsert may not touch a row twice); keeps the earliest first and latest
+    last sighting."""
+    merged: dict[tuple[str, str], dict] = {}
+    for e in events:
+        row = merged.setdefault((e.tenant, e.conversation_id), {
+            "tenant": e.tenant, "conversation_id": e.conversation_id, "user_id": e.user_id,
+            "first_seen_at": e.timestamp, "last_seen_at": e.timestamp, "last_turn": e.turn_index,
+        })
+        row["first_seen_at"] = min(row["first_seen_at"], e.timestamp)
+        row["last_seen_at"] = max(row["last_seen_at"], e.timestamp)
+        row["last_turn"] = max(row["last_turn"], e.turn_index)
+        row["user_id"] = row["user_id"] or e.user_id
+    return list(merged.values())
+
+
+def _feedback_upsert():
+    new = insert(FeedbackRow).excluded
+    return insert(FeedbackRow).on_conflict_do_update(
+        constraint="uq_feedback_key",
+        set_={
+            "level": new.level, "confidence": new.confidence, "reason": new.reason,
+            "labeler_version": new.labeler_version, "followup_turn": new.followup_turn,
+            "updated_at": func.now(),
+        },
+    )
+
+
+FEEDBACK_UPSERT = _feedback_upsert()
+
+
+def _feedback_rows(labeled: Sequence[tuple[FeedbackCandidate, Label]]) -> list[dict]:
     rows: dict[tuple, dict] = {}
     for candidate, label in labeled:
         key = (candidate.tenant, candidate.conversation_id, candidate.response.turn_index,
@@ -105,25 +132,18 @@ def _feedback_upsert(labeled: Sequence[tuple[FeedbackCandidate, Label]]):
             "level": int(label.level), "confidence": label.confidence, "reason": label.reason,
             "labeler_id": label.labeler_id, "labeler_version": label.labeler_version, "stage": label.stage,
         }
-    statement = insert(FeedbackRow).values(list(rows.values()))
-    new = statement.excluded
-    return statement.on_conflict_do_update(
-        constraint="uq_feedback_key",
-        set_={
-            "level": new.level, "confidence": new.confidence, "reason": new.reason,
-            "labeler_version": new.labeler_version, "followup_turn": new.followup_turn,
-            "updated_at": func.now(),
-        },
-    )
+    return list(rows.values())
 
 
-def _rejected_insert(dead_letters: Sequence[DeadLetter]):
-    rows = [
+REJECTED_INSERT = insert(RejectedEvent).on_conflict_do_nothing(constraint="uq_rejected_events_source")
+
+
+def _rejected_rows(dead_letters: Sequence[DeadLetter]) -> list[dict]:
+    return [
         {"topic": d.topic, "partition": d.partition, "offset": d.offset, "key": d.key,
          "payload": d.payload, "reason": d.reason}
         for d in dead_letters
     ]
-    return insert(RejectedEvent).values(rows).on_conflict_do_nothing(constraint="uq_rejected_events_source")
 
 
 def backoff_delays(first: float = 0.5, cap: float = 30.0):

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, HTTPException, Response
+from fastapi import Depends, FastAPI, HTTPException, Response
 from fastapi.responses import JSONResponse
 
 from serving.batcher import BatchLimits, MicroBatcher
@@ -31,6 +31,8 @@ from serving.schema import (
     Truncation,
 )
 from serving.swap import ChampionFollower, ModelSlot
+from tacit.api_auth import authenticate
+from tacit.apikeys import KeyVerifier
 from tacit.scoring import Scores
 from tacit.settings import TacitSettings
 
@@ -49,8 +51,11 @@ def create_app(
     model: ServedModel,
     settings: TacitSettings,
     follower: Callable[[ModelSlot, ServiceMetrics], ChampionFollower] | None = None,
+    keys: KeyVerifier | None = None,
 ) -> FastAPI:
-    """Serves ``model``; with a ``follower`` factory, also each champion promoted later (hot swap)."""
+    """Serves ``model``; with a ``follower`` factory, also each champion promoted later (hot swap). With
+    ``keys``, scoring needs a valid API key; health, readiness and metrics never do (probes carry none)."""
+    keyed = [Depends(authenticate)] if keys is not None else []
     slot = ModelSlot(model)
     metrics = ServiceMetrics()
     metrics.model_version.set(-1 if model.version is None else model.version)
@@ -76,6 +81,7 @@ def create_app(
                 await asyncio.gather(*tasks, return_exceptions=True)
 
     app = FastAPI(title="Tacit scoring service", lifespan=lifespan)
+    app.state.api_keys = keys
 
     async def in_tokenizer_thread(encode: Callable[[Sequence], list[Encoded]], inputs: Sequence) -> list[Encoded]:
         return await asyncio.get_running_loop().run_in_executor(app.state.tokenizer, encode, inputs)
@@ -94,7 +100,7 @@ def create_app(
             raise HTTPException(status_code=422, detail=str(error)) from error
         return served, *await score_encoded(served, encoded)
 
-    @app.post("/v1/score")
+    @app.post("/v1/score", dependencies=keyed)
     async def score(request: ScoreRequest) -> ScoreResponse:
         with metrics.request_seconds.labels("/v1/score").time():
             served, scores, truncated = await score_items(request.items)
@@ -106,7 +112,7 @@ def create_app(
                 truncated=truncated,
             )
 
-    @app.post("/v1/compare")
+    @app.post("/v1/compare", dependencies=keyed)
     async def compare(request: CompareRequest) -> CompareResponse:
         with metrics.request_seconds.labels("/v1/compare").time():
             items = [item for pair in request.pairs for item in (pair.a, pair.b)]
@@ -118,7 +124,7 @@ def create_app(
             ]
             return CompareResponse(comparisons=comparisons, model_version=served.version, truncated=truncated)
 
-    @app.post("/get_reward")
+    @app.post("/get_reward", dependencies=keyed)
     async def get_reward(request: RewardRequest) -> JSONResponse:
         with metrics.request_seconds.labels("/get_reward").time():
             served = slot.current

@@ -19,12 +19,16 @@ class ScoringError(TacitError):
 
 class ScoringClient:
     """``connect_wait_s`` bounds how long a call keeps retrying a refused connection, because a server
-    that was just started refuses them until its model has loaded."""
+    that was just started refuses them until its model has loaded. ``api_key`` is sent with every call
+    (a service that requires keys answers 401 without one)."""
 
-    def __init__(self, base_url: str, *, timeout_s: float = 60.0, connect_wait_s: float = 30.0) -> None:
+    def __init__(
+        self, base_url: str, *, api_key: str | None = None, timeout_s: float = 60.0, connect_wait_s: float = 30.0
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.connect_wait_s = connect_wait_s
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, headers=headers)
 
     def score(self, items: Sequence[Item]) -> ScoreResponse:
         """Validated here first, so a malformed item fails before it travels."""
@@ -47,6 +51,9 @@ class ScoringClient:
 
     def _post(self, path: str, payload: dict[str, Any]) -> Any:
         response = self._send(path, payload)
+        if response.status_code in (401, 403):
+            raise ScoringError(f"The scoring service refused the API key: {response.json().get('detail')} "
+                               "Pass a valid key (TACIT_API_KEY for `tacit score`).")
         if response.status_code == 422:
             raise ScoringError(f"The scoring service refused the request: {_reasons(response)}")
         if response.is_error:

@@ -15,8 +15,9 @@ import uvicorn
 from fastapi import FastAPI
 
 from serving.app import create_app
-from serving.model import ServedModel
+from serving.model import ServedModel, torch_threads
 from serving.swap import ChampionFollower
+from tacit.apikeys import KeyVerifier
 from tacit.db import ModelVersion, make_engine
 from tacit.errors import TacitError
 from tacit.scoring import RewardScorer
@@ -74,10 +75,17 @@ def load_app(
     """Serving the champion means following it: each later promotion is swapped in. A version or
     checkpoint asked for by name stays."""
     target = resolve_target(settings, version=version, checkpoint=checkpoint)
-    scorer = RewardScorer.load(target.checkpoint, settings, threads=settings.serve_threads)
+    scorer = RewardScorer.load(target.checkpoint, settings, threads=torch_threads(settings))
     follow = version is None and checkpoint is None
     follower = partial(ChampionFollower, settings) if follow else None
-    return create_app(ServedModel(scorer, target.version), settings, follower)
+    return create_app(ServedModel(scorer, target.version), settings, follower, _key_verifier(settings))
+
+
+def _key_verifier(settings: TacitSettings) -> KeyVerifier | None:
+    """Keys live in Postgres, so requiring them needs the database even to serve a bare checkpoint."""
+    if not settings.require_api_keys:
+        return None
+    return KeyVerifier(make_engine(endpoint(settings, "postgres")), settings.api_key_cache_s)
 
 
 def serve(

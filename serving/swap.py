@@ -28,20 +28,13 @@ from serving.model import ServedModel
 from serving.schema import Rejection
 from tacit.db import MODEL_EVENTS_CHANNEL, ModelVersion, make_engine
 from tacit.errors import TacitError
-from tacit.scoring import RewardScorer
+from tacit.scoring import RewardScorer, canary_rewards
 from tacit.settings import TacitSettings
 from tacit.stack import endpoint
 from trainer.registry import champion
 
 logger = logging.getLogger(__name__)
 
-# Replies of clearly different quality, so that a collapsed model would also show in the recorded rewards.
-CANARY = (
-    ("How do I reverse a list in Python?", "Use reversed(xs) for an iterator, or xs[::-1] for a new list."),
-    ("How do I reverse a list in Python?", "I cannot help with that."),
-    ("Translate 'good morning' into French.", "Bonjour."),
-    ("Write a haiku about rain.", "Rain taps the window / the gutters hum a low song / streets shine like glass"),
-)
 # Recorded and served rewards differ by precision (bf16 against float32) and nothing else.
 CANARY_TOLERANCE = 0.1
 
@@ -50,13 +43,8 @@ class CanaryError(TacitError):
     """A loaded model whose canary rewards show it is broken, or not the model that was evaluated."""
 
 
-def canary_rewards(scorer: RewardScorer) -> list[float]:
-    """Also the warm-up: the first calls of a fresh model are the slow ones."""
-    return scorer.score_texts([scorer.render([], query, response) for query, response in CANARY]).rewards
-
-
 def check_canary(model: ServedModel) -> None:
-    rewards = canary_rewards(model.scorer)
+    rewards = canary_rewards(model.scorer)  # also the warm-up: the first calls of a fresh model are the slow ones
     top = len(model.scorer.spec.levels)
     if not all(math.isfinite(reward) and 1.0 <= reward <= top for reward in rewards):
         raise CanaryError(f"canary rewards {rewards} are not all finite numbers within 1..{top}")

@@ -84,17 +84,53 @@ def db_upgrade() -> None:
 
 @app.command()
 def replay(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSONL (or .jsonl.gz) of conversations.")],
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Log file: JSONL (gzip ok) or parquet.")],
+    format_name: Annotated[str | None, typer.Option(
+        "--format", help="tacit, wildchat, lmsys, sharegpt, openai, hh or oasst (default: from the first record).")] = None,
     tenant: Annotated[str | None, typer.Option(help="Tenant of the events (default: TACIT_DEFAULT_TENANT).")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Stop after this many conversations.")] = None,
+    rate: Annotated[float | None, typer.Option(min=0.001, help="Send at most this many events per second.")] = None,
 ) -> None:
-    """Send a log file's conversations to the chat-events topic, one event per message."""
+    """Send a log file's conversations to the chat-events topic, one event per message.
+
+    Formats (one record per JSONL line; wildchat and lmsys also as .parquet):
+
+    tacit: {"conversation_id", "user_id"?, "model"?, "messages": [{"role", "content"}]}.
+
+    wildchat: WildChat {"conversation_hash", "hashed_ip" (the user), "model", "language",
+    "conversation": [{"role", "content", "timestamp"?}]}.
+
+    lmsys: LMSYS-Chat-1M {"conversation_id", "model", "language", "conversation": [{"role", "content"}]}.
+
+    sharegpt: {"id", "conversations": [{"from": "human"|"gpt"|"system", "value"}]}.
+
+    openai: {"messages": [{"role", "content"}]}, content a string or a list of parts (text parts kept);
+    tool messages and tool-call-only replies are left out.
+
+    hh: HH-RLHF {"chosen": "\\n\\nHuman: ...\\n\\nAssistant: ...", "rejected"}: the chosen transcript.
+
+    oasst: OpenAssistant message trees {"message_tree_id", "prompt": {..., "replies": [...]}}: every
+    root-to-leaf path is a conversation, the tree its user.
+
+    System messages are kept (role system). Conversation ids come from the source (a hash of the messages
+    where it has none), so importing a file twice changes nothing downstream. Unusable records are skipped
+    and counted by reason.
+    """
+    from rich.table import Table
+
+    from ingest.replay import ReplayOptions
     from ingest.replay import replay as replay_file
 
-    report = replay_file(file, _settings(), _endpoint("kafka"), tenant=tenant, limit=limit)
-    console.print(f"replayed {report.conversations} conversations, {report.events} events")
+    options = ReplayOptions(format_name, tenant=tenant, limit=limit, rate=rate)
+    report = replay_file(file, _settings(), _endpoint("kafka"), options)
+    table = Table(title=f"replayed {file.name}")
+    table.add_column("")
+    table.add_column("count", justify="right")
+    table.add_row("events sent", str(report.events))
+    table.add_row("conversations", str(report.conversations))
     for reason, count in report.skipped.most_common():
-        console.print(f"  skipped {count}: {reason}")
+        table.add_row(f"skipped: {reason}", str(count))
+    console.print(table)
 
 
 @app.command()
@@ -107,6 +143,93 @@ def worker(
     run_worker(_settings(), _endpoint("kafka"), _endpoint("postgres"), loglevel=loglevel)
 
 
+# ---------------------------------------------------------------------------------- API keys and gateway
+
+
+keys_app = typer.Typer(help="Per-tenant API keys of the gateway and the scoring service.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="The tenant this key writes and scores for.")],
+    name: Annotated[str | None, typer.Option(help="What the key is for, shown by `tacit keys list`.")] = None,
+) -> None:
+    """Make a key and print it (on stdout) once: only its hash is stored."""
+    from tacit import apikeys
+
+    stored, key = apikeys.create(_registry(), tenant, name)
+    console.print(f"key {stored.id} of tenant {stored.tenant}; keep it now, it is not shown again:")
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list(tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys.")] = None) -> None:
+    """Every key's id, tenant, name and dates; never the keys themselves."""
+    from rich.table import Table
+
+    from tacit import apikeys
+
+    table = Table("id", "tenant", "name", "created", "revoked")
+    for key in apikeys.list_keys(_registry(), tenant):
+        table.add_row(key.id, key.tenant, key.name or "", f"{key.created_at:%Y-%m-%d %H:%M}",
+                      f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "")
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (from `tacit keys list`).")]) -> None:
+    """Revoke a key: refused everywhere within TACIT_API_KEY_CACHE_S seconds."""
+    from tacit import apikeys
+
+    key = apikeys.revoke(_registry(), key_id)
+    console.print(f"key {key.id} of tenant {key.tenant} revoked at {key.revoked_at:%Y-%m-%d %H:%M:%S}")
+
+
+@app.command()
+def gateway(
+    host: Annotated[str | None, typer.Option(help="Bind address (default: TACIT_GATEWAY_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: TACIT_GATEWAY_PORT).")] = None,
+) -> None:
+    """Take chat events over HTTP (POST /v1/events with a tenant's API key) and put them on Kafka."""
+    from ingest.gateway import run
+
+    run(_settings(), host=host, port=port)
+
+
+# ---------------------------------------------------------------------------------------------- labelers
+
+labelers_app = typer.Typer(help="Labelers of follow-ups: fit the embedding labeler's classifier.",
+                           no_args_is_help=True)
+app.add_typer(labelers_app, name="labelers")
+
+
+@labelers_app.command("fit")
+def labelers_fit(
+    data: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Labeled items or a conversation log.")],
+    out: Annotated[Path, typer.Option(help="Where to write the classifier (.safetensors).")],
+    format_name: Annotated[str, typer.Option("--format", help="'labeled' (JSONL: history, query, response, "
+                                             "followup, level) or a `tacit replay` format.")] = "labeled",
+    teacher: Annotated[str, typer.Option(help="Labeler that labels a conversation log.")] = "rules",
+) -> None:
+    """Fit the embedding labeler's classifier; point TACIT_EMBEDDING_HEAD at the result to use it."""
+    from labelers import get_labeler
+    from labelers.datasets import load_items
+    from labelers.embedding import load_encoder
+    from labelers.fitting import fit
+
+    settings = _settings()
+    items, source = load_items(data, format_name, get_labeler(teacher, settings))
+    head, report = fit(load_encoder(settings), items, fitted_on=source)
+    head.save(out)
+    console.print(f"fitted on {report.train_items} items of {source}; on {report.holdout_items} held out: "
+                  f"accuracy {report.accuracy:.3f}")
+    for level, support in report.support.items():
+        recall = report.recall.get(level)
+        console.print(f"  level {level}: {support:5d} held out, recall {'-' if recall is None else f'{recall:.3f}'}")
+    console.print(f"saved {out} (digest {head.digest})")
+
+
 # ----------------------------------------------------------------------------------------------- trainer
 
 
@@ -116,6 +239,7 @@ app.add_typer(models_app, name="models")
 
 @app.command()
 def train(
+    ctx: typer.Context,
     steps: Annotated[int | None, typer.Option(min=1, help="Optimizer steps (default: TACIT_TRAIN_STEPS).")] = None,
     ray: Annotated[bool, typer.Option("--ray/--local", help="Run as a Ray task, or in this process.")] = True,
     incremental: Annotated[bool, typer.Option(help="Start from the champion's weights, not the base model.")] = False,
@@ -134,12 +258,21 @@ def train(
     save_every: Annotated[int, typer.Option(min=0, help="Save a resumable state every N steps (0: never).")] = 0,
     resume: Annotated[int | None, typer.Option(help="Continue the interrupted run with this id.")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Data-parallel Ray Train workers (DDP); >1 implies --ray.")] = 1,
+    ray_job: Annotated[bool, typer.Option("--ray-job", help="Submit this command as a Ray Job to RAY_ADDRESS "
+                                          "(the other options apply there); Ctrl-C stops the job.")] = False,
+    ray_job_id: Annotated[str | None, typer.Option(hidden=True, help="Set by --ray-job on the job.")] = None,
 ) -> None:
     """Train a reward model on the stored labels, evaluate it against the champion, promote or reject it."""
+    _endpoint("postgres")
+    if ray_job:
+        from trainer.submit import submit_training
+
+        _print_version(submit_training(_settings(), _given_options(ctx, leave_out="ray_job"),
+                                       echo=lambda text: typer.echo(text, nl=False)))
+        return
     from trainer.dataset import Selection
     from trainer.job import run_training
 
-    _endpoint("postgres")
     if ray or workers > 1:
         _endpoint("ray")
     selection = Selection(tenants=tuple(tenant or ()), labelers=tuple(labeler or ()),
@@ -148,11 +281,28 @@ def train(
         version = run_training(
             _settings(), use_ray=ray, steps=steps, selection=selection, incremental=incremental, resume=resume,
             split=split, label_scheme=scheme, layout=layout, head=head, gradient_accumulation_steps=accumulate,
-            class_weighting=class_weighting, save_every=save_every, workers=workers,
+            class_weighting=class_weighting, save_every=save_every, workers=workers, ray_job_id=ray_job_id,
         )
     except ValueError as exc:  # an unknown choice, named with the valid ones
         raise typer.BadParameter(str(exc)) from None
     _print_version(version)
+
+
+def _given_options(ctx: typer.Context, *, leave_out: str) -> list[str]:
+    """The options given on this command line (not defaulted) but ``leave_out``, as arguments again.
+
+    Typer vendors its own click, whose ``ParameterSource`` is not importable: the source is named instead.
+    """
+    arguments = []
+    for param in ctx.command.params:
+        if param.name == leave_out or ctx.get_parameter_source(param.name).name != "COMMANDLINE":
+            continue
+        value = ctx.params[param.name]
+        if param.is_flag:
+            arguments.append(param.opts[0] if value else param.secondary_opts[0])
+        else:
+            arguments += [item for one in (value if param.multiple else [value]) for item in (param.opts[0], str(one))]
+    return arguments
 
 
 @app.command()
@@ -292,7 +442,8 @@ def score(
     base_url = url or f"http://{settings.serve_host}:{settings.serve_port}"
     if not texts and pairs is None:
         raise typer.BadParameter("give texts to score, or --pairs FILE")
-    with ScoringClient(base_url) as client:
+    api_key = settings.api_key.get_secret_value() if settings.api_key else None
+    with ScoringClient(base_url, api_key=api_key) as client:
         if pairs is not None:
             from trainer.evaluate import load_hh_pairs, pairwise_accuracy
 

@@ -188,6 +188,20 @@ class ModelDecision(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class ApiKey(Base):
+    """A tenant's API key. Only a digest of the key is kept: a leaked table grants nothing."""
+
+    __tablename__ = "api_keys"
+    __table_args__ = (Index("ix_api_keys_tenant", "tenant"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # the public part of the key
+    tenant: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str | None] = mapped_column(String(128))
+    key_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, future=True)
 

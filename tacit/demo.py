@@ -79,14 +79,14 @@ def run(settings: TacitSettings, console: Console, *, limit: int | None = None) 
 
 
 def _pipeline(settings: TacitSettings, console: Console, summary: Summary, limit: int | None) -> None:
-    from ingest.replay import replay
+    from ingest.replay import ReplayOptions, replay
 
     with _step("stack up", console, summary):
         endpoints = stack.up(settings, report=console.print)
     engine = make_engine(endpoints.database_url)
 
     with _step("replay the bundled chat logs", console, summary):
-        report = replay(SAMPLE, settings, endpoints.kafka_bootstrap, limit=limit)
+        report = replay(SAMPLE, settings, endpoints.kafka_bootstrap, ReplayOptions("tacit", limit=limit))
         summary.conversations, summary.events = report.conversations, report.events
         console.print(f"{report.events} chat events from {report.conversations} conversations "
                       f"(HH-RLHF and OpenAssistant) sent to '{settings.chat_events_topic}'")
@@ -113,12 +113,14 @@ def _pipeline(settings: TacitSettings, console: Console, summary: Summary, limit
     with _step("serve it and score held-out HH-RLHF pairs", console, summary):
         from serving.client import ScoringClient
         from serving.server import start_in_background
+        from tacit.apikeys import create
         from trainer.evaluate import load_hh_pairs, pairwise_accuracy
 
         pairs = load_hh_pairs(HELDOUT_PAIRS)
+        _, api_key = create(engine, "demo", "tacit demo")
         with start_in_background(settings, version=summary.model_version) as server:
             console.print(f"scoring service at {server.url} (POST /v1/score, POST /get_reward)")
-            with ScoringClient(server.url) as client:
+            with ScoringClient(server.url, api_key=api_key) as client:
                 summary.pairs = len(pairs)
                 summary.pairwise_accuracy = pairwise_accuracy(client.get_reward, pairs)
     engine.dispose()

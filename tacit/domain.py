@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -30,6 +30,9 @@ class SatisfactionLevel(enum.IntEnum):
 
 MAX_CONTENT_CHARS = 200_000
 
+# A tenant name: also the first part of every Kafka key (``tenant:conversation``), hence no colon.
+Tenant = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")]
+
 
 class ChatEvent(BaseModel):
     """One message of one conversation, as it travels on the chat-events topic.
@@ -41,7 +44,7 @@ class ChatEvent(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
 
     event_id: str = Field(default_factory=lambda: uuid.uuid4().hex, min_length=1, max_length=128)
-    tenant: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")
+    tenant: Tenant
     conversation_id: str = Field(min_length=1, max_length=256)
     turn_index: int = Field(ge=0, le=1_000_000)
     role: Role
@@ -60,7 +63,7 @@ class ChatEvent(BaseModel):
     @model_validator(mode="after")
     def _storable(self) -> ChatEvent:
         """Reject what PostgreSQL cannot store, here rather than as a failing database batch later."""
-        for text in _strings(self.model_dump()):
+        for text in _strings(tuple(vars(self).values())):  # the field values, without a costly model_dump
             if "\x00" in text:
                 raise ValueError("text must not contain NUL characters")
             text.encode("utf-8")  # a lone surrogate raises UnicodeEncodeError, a ValueError

@@ -1,7 +1,7 @@
 """``tacit up``: the platform running continuously on the embedded stack until interrupted.
 
-Starts the stack (what is not running yet), a stream worker and, as soon as a champion model exists, the
-scoring service; restarts a child that dies; on Ctrl-C stops its children and the stack components that it
+Starts the stack (what is not running yet), a stream worker, the ingest gateway and, as soon as a champion
+model exists, the scoring service; restarts a child that dies; on Ctrl-C stops its children and the stack components that it
 started itself, leaving alone what was already running.
 """
 
@@ -19,6 +19,7 @@ from tacit.processes import log_tail, stop, tacit_child
 from tacit.settings import TacitSettings
 
 POLL_S = 5.0
+ALWAYS_ON = ("worker", "gateway")  # the scoring service joins once a champion exists
 
 
 def run(settings: TacitSettings, console: Console) -> None:
@@ -32,22 +33,23 @@ def run(settings: TacitSettings, console: Console) -> None:
                 children[name] = exits.enter_context(tacit_child(settings, *args, log=logs / f"{name}.log"))
                 console.print(f"{name}: started (pid {children[name].pid}, log {logs / f'{name}.log'})")
 
-            start("worker", "worker")
-            console.print(f"send chat events to {endpoints.kafka_bootstrap} topic '{settings.chat_events_topic}', "
-                          "e.g. `tacit replay FILE`; Ctrl-C stops")
+            console.print(f"send chat events to {endpoints.kafka_bootstrap} topic '{settings.chat_events_topic}' "
+                          f"(e.g. `tacit replay FILE`) or to http://{settings.gateway_host}:{settings.gateway_port}"
+                          "/v1/events with a tenant's key (`tacit keys create`); Ctrl-C stops")
             engine = make_engine(endpoints.database_url)
             while True:
+                for name in ALWAYS_ON:
+                    if name not in children:
+                        start(name, name)
                 if "serve" not in children and _has_champion(engine):
                     start("serve", "serve")
                     console.print(f"scoring at http://{settings.serve_host}:{settings.serve_port}")
                 for name, proc in list(children.items()):
-                    if proc.poll() is not None:
+                    if proc.poll() is not None:  # started again on the next round
                         console.print(f"[red]{name} exited ({proc.returncode}); restarting. Log tail:[/red]\n"
                                       f"{log_tail(logs / f'{name}.log', 1500)}")
                         stop(proc)
                         del children[name]
-                        if name == "worker":
-                            start("worker", "worker")
                 time.sleep(POLL_S)
     except KeyboardInterrupt:
         console.print("stopping")

@@ -148,6 +148,20 @@ class RewardScorer:
         return Scores(rewards_from_logits(logits).tolist(), level_probabilities(logits).tolist())
 
 
+# Replies of clearly different quality, so that a collapsed model would also show in the rewards. The trainer
+# records a version's rewards on them; the scoring service checks that the model it loaded gives the same.
+CANARY = (
+    ("How do I reverse a list in Python?", "Use reversed(xs) for an iterator, or xs[::-1] for a new list."),
+    ("How do I reverse a list in Python?", "I cannot help with that."),
+    ("Translate 'good morning' into French.", "Bonjour."),
+    ("Write a haiku about rain.", "Rain taps the window / the gutters hum a low song / streets shine like glass"),
+)
+
+
+def canary_rewards(scorer: RewardScorer) -> list[float]:
+    return scorer.score_texts([scorer.render([], query, response) for query, response in CANARY]).rewards
+
+
 def _ensure_padding(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> None:
     """Decoder checkpoints (Qwen3, as WildReward's) may lack a pad id, and their classification head
     finds each row's last real token by it: without one, batches of more than one text fail."""

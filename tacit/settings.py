@@ -61,6 +61,8 @@ class TacitSettings(BaseSettings):
     conversation_window: int = Field(8, ge=2, description="Recent messages kept per conversation.")
     sink_batch_size: int = Field(500, ge=1, le=5000, description="Events per labeling/database batch.")
     sink_batch_seconds: float = Field(0.5, gt=0, description="Longest wait before a partial batch flushes.")
+    worker_metrics_port: int | None = Field(
+        9108, ge=0, le=65535, description="Port of the worker's Prometheus /metrics; unset: no endpoint.")
 
     # --- ingest: privacy (issue 3) ---
     redact_pii: bool = Field(True, description="Replace e-mails, card numbers, IPs, phones in stored text.")
@@ -101,11 +103,47 @@ class TacitSettings(BaseSettings):
     serve_batch_size: int = Field(32, ge=1, description="Most texts in one model call.")
     serve_batch_tokens: int = Field(8192, ge=16, description="Most padded tokens in one model call.")
     serve_max_wait_ms: float = Field(2.0, ge=0, description="Longest a text waits for others to join its batch.")
-    serve_threads: int | None = Field(None, ge=1, description="Torch CPU threads; unset: torch's default.")
+    serve_threads: int | None = Field(None, ge=1, description="Torch CPU threads; unset: one fewer than the CPUs.")
     serve_poll_s: float = Field(5.0, gt=0, description="Registry check interval when no promotion is heard.")
     serve_ray_min_replicas: int = Field(1, ge=1, description="`tacit serve --ray`: autoscaling floor.")
     serve_ray_max_replicas: int = Field(1, ge=1, description="`tacit serve --ray`: autoscaling ceiling.")
     serve_ray_target_requests: int = Field(8, ge=1, description="Ongoing requests per replica to aim for.")
+
+    # --- API keys and the ingest gateway (issues 3 and 6) ---
+    require_api_keys: bool = Field(
+        True, description="The scoring service refuses requests without a valid key (the gateway always does)."
+    )
+    api_key_cache_s: float = Field(
+        5.0, ge=0, description="How long a checked key is trusted without asking Postgres: a revoke takes this long."
+    )
+    api_key: SecretStr | None = Field(None, description="The key that `tacit score` sends to the scoring service.")
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(8080, ge=0, le=65535)
+    gateway_max_batch: int = Field(500, ge=1, description="Most events in one POST /v1/events.")
+    gateway_max_body_bytes: int = Field(16 * 2**20, ge=1024, description="Largest request body accepted.")
+    gateway_kafka_timeout_s: float = Field(
+        10.0, gt=0, description="How long a request waits for Kafka's acknowledgements before answering 503."
+    )
+
+    # --- labelers (issue 4) ---
+    labeler_encoder: Path | None = Field(
+        None, description="Sentence-embedding checkpoint of the embedding labeler; unset: the bundled MiniLM.")
+    embedding_head: Path | None = Field(
+        None, description="Classifier of the embedding labeler (`tacit labelers fit`); unset: the shipped one.")
+    llm_url: str | None = Field(None, description="OpenAI-compatible base URL of the LLM judge, e.g. http://host:8000/v1.")
+    llm_model: str | None = Field(None, description="Model name the LLM judge's server expects.")
+    llm_api_key: SecretStr | None = Field(None, description="Bearer token of the LLM judge's server, if it wants one.")
+    llm_concurrency: int = Field(8, ge=1, description="Judge requests in flight at once.")
+    llm_timeout_s: float = Field(60.0, gt=0, description="Longest wait for one judge answer.")
+    llm_retries: int = Field(3, ge=0, description="Retries of a failed judge request, with exponential backoff.")
+    llm_max_tokens: int = Field(96, ge=8, description="Most tokens of one judge answer ([[n]] and a short reason).")
+    llm_cache_size: int = Field(10_000, ge=0, description="Judged items remembered; identical items are not re-asked.")
+    cascade_threshold: float = Field(
+        0.7, ge=0, le=1, description="Cascade: a cheap label at least this confident is final.")
+    cascade_llm_fraction: float | None = Field(
+        0.1, gt=0, le=1, description="Cascade: most LLM-judged share of all items; unset: no share limit.")
+    cascade_llm_per_minute: float | None = Field(
+        None, gt=0, description="Cascade: most LLM-judged items per minute; unset: no rate limit.")
 
     @field_validator("data_dir")
     @classmethod

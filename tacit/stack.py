@@ -203,11 +203,13 @@ def _start_postgres(settings: TacitSettings) -> ServiceRecord:
         log.touch()
         shutil.chown(log, user, user)
     if not (pgdata / "PG_VERSION").exists():
-        subprocess.run(
+        initdb = subprocess.run(
             [str(POSTGRES_BIN_PATH / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust",
              "--encoding=UTF8", "--no-sync"],
-            check=True, capture_output=True, user=user,
+            capture_output=True, text=True, user=user,
         )
+        if initdb.returncode != 0:
+            raise StackError(f"initdb could not create {pgdata}:\n{(initdb.stdout + initdb.stderr)[-2000:]}")
     port = _free_port()
     proc = _spawn(
         [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(pgdata), "-h", "127.0.0.1", "-p", str(port),
@@ -241,16 +243,21 @@ def _create_database(port: int) -> None:
 
 
 def _start_ray(settings: TacitSettings) -> ServiceRecord:
+    """The dashboard is on because it hosts the job server (`tacit train --ray-job`); jobs run ``python``
+    from the head's PATH, so this environment's interpreter comes first there."""
     port = _free_port()
     log = settings.data_dir / "logs" / "ray.log"
-    ray_cli = Path(sys.executable).parent / "ray"
+    bin_dir = Path(sys.executable).parent
     proc = _spawn(
-        [str(ray_cli), "start", "--head", "--block", f"--port={port}", "--include-dashboard=false",
-         "--node-ip-address=127.0.0.1", f"--dashboard-port={_free_port()}",
+        [str(bin_dir / "ray"), "start", "--head", "--block", f"--port={port}", "--include-dashboard=true",
+         "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1", f"--dashboard-port={_free_port()}",
+         # Ray's fixed default (52365) is taken by the first Ray on a host; a second one then runs
+         # without a job agent and answers every `tacit train --ray-job` with "No available agent".
+         f"--dashboard-agent-listen-port={_free_port()}",
          f"--num-cpus={os.cpu_count() or 1}", "--object-store-memory=200000000",
          f"--temp-dir={ray_temp_dir(settings)}", "--disable-usage-stats"],
         log,
-        env=RAY_ENV,
+        env={**RAY_ENV, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"},
     )
     _wait_for(lambda: _port_open(port), "Ray head", log, proc.pid)
     return ServiceRecord(address=f"127.0.0.1:{port}", pids=[proc.pid], log=str(log))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import gzip
 import json
 import math
-import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +19,8 @@ import torch
 
 from tacit.domain import Message, Role, SatisfactionLevel
 from tacit.layouts import Layout, render
-from tacit.scoring import RewardScorer
+from tacit.scoring import RewardScorer, canary_rewards
+from tacit.transcripts import parse_hh_transcript
 from trainer.dataset import RewardExample
 
 ScoreFn = Callable[[list[str]], list[float]]
@@ -119,23 +119,10 @@ class PreferencePair:
     rejected: str
 
 
-_TURN = re.compile(r"\n\n(Human|Assistant): ")
-_ROLES = {"Human": Role.USER, "Assistant": Role.ASSISTANT}
-
-
-def parse_transcript(text: str) -> list[Message]:
-    """An HH-RLHF transcript ("\\n\\nHuman: ...\\n\\nAssistant: ...") -> its messages, oldest first."""
-    parts = _TURN.split(text)  # [preamble, role, content, role, content, ...]
-    return [
-        Message(_ROLES[role], content.strip(), turn)
-        for turn, (role, content) in enumerate(zip(parts[1::2], parts[2::2]))
-    ]
-
-
 def pair_from_record(record: dict[str, Any]) -> PreferencePair | None:
     """A chosen/rejected record -> a pair, None when the two transcripts do not share everything but their
     final assistant reply, or those replies are identical (a few HH-RLHF records are like that)."""
-    chosen, rejected = parse_transcript(record["chosen"]), parse_transcript(record["rejected"])
+    chosen, rejected = parse_hh_transcript(record["chosen"]), parse_hh_transcript(record["rejected"])
     if len(chosen) < 2 or chosen[:-1] != rejected[:-1] or chosen[-2].role is not Role.USER:
         return None
     if chosen[-1].role is not Role.ASSISTANT or rejected[-1].role is not Role.ASSISTANT:
@@ -260,11 +247,12 @@ def evaluate_checkpoint(
     """Every metric of one checkpoint, scored exactly as the service would score it.
 
     ``holdout_*``: ordinal metrics on the held-out ratings at the checkpoint's levels; per benchmark,
-    ``pairwise_<name>`` (accuracy) and ``margin_curve_<name>``.
+    ``pairwise_<name>`` (accuracy) and ``margin_curve_<name>``; ``canary_rewards``, which the scoring service
+    compares with what the artifact it loads gives, so that it never serves a different model under this name.
     """
     levels = scorer.spec.levels
     rated = [example for example in holdout if example.level in levels]
-    metrics: dict[str, Any] = {}
+    metrics: dict[str, Any] = {"canary_rewards": canary_rewards(scorer)}
     if rated:
         scores = scorer.score_texts([scorer.render(e.history, e.query, e.response) for e in rated])
         classes = torch.tensor([levels.index(example.level) for example in rated])

@@ -96,6 +96,7 @@ def run_training(
     incremental: bool = False,
     resume: int | None = None,
     workers: int = 1,
+    ray_job_id: str | None = None,
     **overrides: Any,
 ) -> int:
     """Train a reward model on the selected labels (default: every raw one), register it and gate it;
@@ -103,15 +104,17 @@ def run_training(
 
     ``incremental`` starts from the champion's weights instead of the base model. ``resume`` continues
     the interrupted run of that id from its last saved state (``save_every``). ``workers`` > 1 trains with
-    data-parallel Ray Train workers (implies Ray). ``overrides`` are
-    ``TrainConfig`` fields. On any failure the run row is marked failed with the error, which is raised.
+    data-parallel Ray Train workers (implies Ray). ``ray_job_id`` is the submission id of the Ray Job this
+    driver runs in (``tacit train --ray-job``), recorded on the run row: the id `ray job logs|stop` take.
+    ``overrides`` are ``TrainConfig`` fields. On any failure the run row is marked failed with the error,
+    which is raised.
     """
     engine = make_engine(endpoint(settings, "postgres"))
     try:
         with training_lock(engine):
             config = train_config(settings, steps, **overrides)
             return _run(settings, engine, config, selection or Selection(), incremental=incremental, resume=resume,
-                        use_ray=use_ray, workers=workers)
+                        use_ray=use_ray, workers=workers, ray_job_id=ray_job_id)
     finally:
         engine.dispose()
 
@@ -126,6 +129,7 @@ def _run(
     resume: int | None,
     use_ray: bool,
     workers: int,
+    ray_job_id: str | None,
 ) -> int:
     current = champion(engine)
     champion_dir = Path(current.artifact_uri) if current is not None else None
@@ -139,6 +143,8 @@ def _run(
     }
     started = time.monotonic()
     run_id = start_run(engine, params, feedback_watermark=_feedback_watermark(engine))
+    if ray_job_id is not None:
+        update_run(engine, run_id, ray_job_id=ray_job_id)
     try:
         examples = load_examples(engine, selection)
         logger.info("Run %d: %s", run_id, balance_report(examples, label_scheme(config.label_scheme)))
@@ -146,7 +152,7 @@ def _run(
         job = Job(settings, examples, config, start_from, output_dir, incremental, champion_dir)
         load_seconds = time.monotonic() - started
         if use_ray or workers > 1:
-            evaluated = _on_ray(job, engine, run_id, workers)
+            evaluated = _on_ray(job, engine, run_id, workers, submitted=ray_job_id is not None)
         else:
             evaluated = train_and_evaluate(job)
         version_id = register_version(
@@ -207,11 +213,13 @@ def evaluate_result(job: Job, result: TrainResult, *, train_seconds: float) -> E
     return Evaluated(result.output_dir, candidate, incumbent, timings)
 
 
-def _on_ray(job: Job, engine: Engine, run_id: int, workers: int) -> Evaluated:
+def _on_ray(job: Job, engine: Engine, run_id: int, workers: int, *, submitted: bool) -> Evaluated:
     """Run ``train_and_evaluate`` as one Ray task, or with ``workers`` > 1 train on that many Ray Train
-    workers and evaluate in a task; the task's own error is re-raised."""
+    workers and evaluate in a task; the task's own error is re-raised. The run keeps the submission id of
+    a submitted job; otherwise it records this driver's Ray job id."""
     with ray_connection(job.settings):
-        update_run(engine, run_id, ray_job_id=ray.get_runtime_context().get_job_id())
+        if not submitted:
+            update_run(engine, run_id, ray_job_id=ray.get_runtime_context().get_job_id())
         # A crashed fine-tune is not retried blindly: the run is marked failed and the next one starts over.
         try:
             if workers == 1:

@@ -16,27 +16,17 @@ from __future__ import annotations
 import gzip
 import json
 import random
-import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+
+from tacit.transcripts import parse_hh_transcript
 
 HERE = Path(__file__).parent
 HH_SUBSETS = ("helpful-base", "helpful-online", "helpful-rejection-sampled", "harmless-base")
 HELDOUT_SUBSET = "helpful-base"
 HELDOUT_PAIRS = 500
 SEED = 0
-_TURN = re.compile(r"\n\n(Human|Assistant): ")
-
-
-def hh_messages(transcript: str) -> list[dict[str, str]]:
-    """'\\n\\nHuman: a\\n\\nAssistant: b' -> [{'role': 'user', 'content': 'a'}, ...]."""
-    parts = _TURN.split(transcript)[1:]
-    roles = {"Human": "user", "Assistant": "assistant"}
-    return [
-        {"role": roles[speaker], "content": text.strip()}
-        for speaker, text in zip(parts[::2], parts[1::2], strict=True)
-    ]
 
 
 def _read_hh(root: Path, subset: str) -> list[dict[str, str]]:
@@ -64,7 +54,8 @@ def derive(shared_data: Path) -> None:
     conversations = []
     for subset in HH_SUBSETS:
         for index, row in enumerate(_read_hh(shared_data, subset)):
-            messages = hh_messages(row["chosen"])
+            transcript = parse_hh_transcript(row["chosen"])
+            messages = [{"role": m.role.value, "content": m.content} for m in transcript]
             if row["chosen"] in heldout_chosen or sum(m["role"] == "user" for m in messages) < 2:
                 continue
             conversation_id = f"hh-{subset}-{index}"

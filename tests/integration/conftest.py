@@ -19,6 +19,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> TacitSettings:
         train_batch_size=8,
         max_length=64,
         sink_batch_seconds=0.2,
+        require_api_keys=False,  # the key tests (test_gateway.py) turn it on
     )
 
 

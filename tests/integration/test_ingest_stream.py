@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, given
@@ -25,6 +26,7 @@ from tacit.db import FeedbackRow, MessageRow, RejectedEvent, make_engine
 from tacit.domain import ChatEvent, Role
 from tacit.processes import tacit_child
 from tacit.settings import TacitSettings
+from tests.integration.test_serving_ray import free_port
 from tests.integration.test_thin_path import wait_until
 
 pytestmark = pytest.mark.integration
@@ -79,12 +81,27 @@ def followups(engine, tenant: str) -> list[tuple[str, int]]:
 
 
 def worker(settings: TacitSettings, name: str):
-    return tacit_child(settings, "worker", log=settings.data_dir / "logs" / f"{name}.log")
+    """A worker that logs its assignments and table recovery, what a failure here has to be read from."""
+    return tacit_child(settings, "worker", "--loglevel", "info", log=settings.data_dir / "logs" / f"{name}.log")
 
 
-def test_table_state_survives_a_restart(private):
+def metric_samples(port: int) -> dict[str, float]:
+    """name{labels} -> value of a worker's /metrics."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    return {name: float(value) for name, value in
+            (line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))}
+
+
+def all_labeled(samples: dict[str, float], at_least: int) -> bool:
+    labeled = sum(value for name, value in samples.items() if name.startswith("tacit_worker_labeled_total"))
+    return at_least <= labeled == samples["tacit_worker_candidates_total"]
+
+
+def test_table_state_survives_a_restart(private, monkeypatch):
     """Replies stored before a restart are paired with follow-ups after it (Tansu's end-offset bug)."""
     settings, endpoints = private
+    metrics_port = free_port()
+    monkeypatch.setenv("TACIT_WORKER_METRICS_PORT", str(metrics_port))
     engine = make_engine(endpoints.database_url)
     count = 300
     send_events(private, [e for i in range(count) for e in conversation("restart", i, range(2))])
@@ -96,7 +113,14 @@ def test_table_state_survives_a_restart(private):
     with worker(settings, "restart-2"):
         wait_until(lambda: tenant_count(engine, MessageRow, "restart") == 3 * count, "follow-ups stored",
                    settings.data_dir / "logs" / "restart-2.log")
+        # The second worker read (at least) the follow-ups, found a candidate in each and labeled every one
+        # (at least: records of the first worker's last batch may come again, their commit was not yet due).
+        wait_until(lambda: all_labeled(metric_samples(metrics_port), count), "labels counted",
+                   settings.data_dir / "logs" / "restart-2.log")
+        samples = metric_samples(metrics_port)
     assert followups(engine, "restart") == sorted((f"c{i}", 2) for i in range(count))
+    assert samples['tacit_worker_consumer_lag{partition="0"}'] == 0
+    assert samples["tacit_worker_rejected_total"] == 0
 
 
 def test_sigkill_and_a_second_worker_store_every_followup_once(private):
@@ -112,7 +136,7 @@ def test_sigkill_and_a_second_worker_store_every_followup_once(private):
     assert tenant_count(engine, MessageRow, "crash") < 5 * count, "killed too late to test anything"
     with worker(settings, "crash-2"), worker(settings, "crash-3"):
         wait_until(lambda: tenant_count(engine, MessageRow, "crash") == 5 * count, "every message stored",
-                   logs / "crash-2.log", timeout=180)
+                   logs / "crash-2.log", logs / "crash-3.log", timeout=180)
     expected = sorted((f"c{i}", turn) for i in range(count) for turn in (2, 4))
     assert followups(engine, "crash") == expected
 

@@ -1,4 +1,4 @@
-"""`tacit up` on a fresh data directory: it starts the stack and a worker, and Ctrl-C stops all of them."""
+"""`tacit up` on a fresh data directory: it starts the stack, a worker and the gateway, and Ctrl-C stops all."""
 
 from __future__ import annotations
 
@@ -9,30 +9,45 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
 from tacit import stack
 from tacit.settings import TacitSettings
+from tests.integration.test_serving_ray import free_port
+from tests.integration.test_thin_path import wait_until
 
 pytestmark = pytest.mark.integration
 
 
+def answers(url: str) -> bool:
+    try:
+        return httpx.get(url).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 def test_up_runs_until_interrupted_and_stops_what_it_started(tmp_path: Path):
     settings = TacitSettings(data_dir=tmp_path)
-    env = {**os.environ, "TACIT_DATA_DIR": str(tmp_path)}
+    gateway_port = free_port()
+    env = {**os.environ, "TACIT_DATA_DIR": str(tmp_path), "TACIT_GATEWAY_PORT": str(gateway_port)}
     proc = subprocess.Popen([sys.executable, "-m", "tacit", "up"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 120
         output = ""
-        while "worker: started" not in output and time.monotonic() < deadline and proc.poll() is None:
+        while "gateway: started" not in output and time.monotonic() < deadline and proc.poll() is None:
             output += proc.stdout.readline()
-        assert "worker: started" in output, output
+        assert "worker: started" in output and "gateway: started" in output, output
+        wait_until(lambda: answers(f"http://127.0.0.1:{gateway_port}/healthz"), "the gateway",
+                   tmp_path / "logs" / "gateway.log")
         recorded = [pid for record in stack.read_state(settings).values() for pid in record.pids]
         assert len(recorded) == 3 and all(psutil.pid_exists(pid) for pid in recorded)
         children = psutil.Process(proc.pid).children()
-        assert any("worker" in " ".join(child.cmdline()) for child in children)
+        commands = [" ".join(child.cmdline()) for child in children]
+        assert any("tacit worker" in command for command in commands), commands
+        assert any("tacit gateway" in command for command in commands), commands
 
         proc.send_signal(signal.SIGINT)
         output += proc.communicate(timeout=90)[0]

@@ -71,13 +71,15 @@ async def read_dead_letters(bootstrap: str, topic: str) -> list[tuple[bytes, dic
         await consumer.stop()
 
 
-def wait_until(condition, what: str, log: Path, timeout: float = 120.0) -> None:
+def wait_until(condition, what: str, *logs: Path, timeout: float = 120.0) -> None:
+    """Poll ``condition``; on timeout, fail with the tails of the logs of the processes involved."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
         time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what}; worker log:\n{log_tail(log)}")
+    tails = "\n".join(f"--- {log}:\n{log_tail(log)}" for log in logs)
+    pytest.fail(f"timed out waiting for {what}\n{tails}")
 
 
 def count(engine, table) -> int:

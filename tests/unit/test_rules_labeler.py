@@ -13,6 +13,7 @@ import pytest
 from labelers import get_labeler
 from labelers.rules import FAMILIES, HEAD_CHARS, NEUTRAL_CONFIDENCE, RulesLabeler
 from tacit.domain import FeedbackCandidate, Label, Message, Role, SatisfactionLevel
+from tacit.errors import TacitError
 
 HH_RLHF = Path(__file__).parents[2].parent / "shared" / "data" / "hh-rlhf"
 
@@ -183,7 +184,7 @@ def test_family_names_are_unique():
 
 def test_registry():
     assert isinstance(get_labeler("rules"), RulesLabeler)
-    with pytest.raises(ValueError, match="one of: rules"):
+    with pytest.raises(TacitError, match="one of: rules, embedding, llm, cascade"):
         get_labeler("gpt")
 
 

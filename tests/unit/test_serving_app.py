@@ -26,7 +26,7 @@ from tacit.scoring import RewardScorer
 from tacit.settings import TacitSettings
 
 # Several batches out of a handful of texts; float32 so rewards equal a direct transformers computation.
-SETTINGS = TacitSettings(serve_batch_size=2, precision="float32")
+SETTINGS = TacitSettings(serve_batch_size=2, precision="float32", require_api_keys=False)  # keys: test_gateway.py
 TACIT_SPEC = {"layout": "compact", "levels": [1, 2, 4, 5], "head": "coral", "max_length": 64}
 CHAT = {
     "history": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello! How can I help"}],

@@ -44,14 +44,23 @@ def lengths(batch) -> list[int]:
     return [req.length(index) for req, index in batch]
 
 
-def test_takes_round_robin_across_requests_longest_first() -> None:
+def test_the_request_with_fewest_texts_left_goes_first() -> None:
     served = model()
-    big, small = request(served, 5, 9, 7), request(served, 3)
+    big, small, later = request(served, 9, 9, 9), request(served, 9), request(served, 9)
 
-    batch = take_batch([big, small], BatchLimits(max_texts=3, max_tokens=1000, max_wait_s=0))
+    batch = take_batch([big, small, later], BatchLimits(max_texts=2, max_tokens=1000, max_wait_s=0))
 
-    assert lengths(batch) == [9, 3, 7]
-    assert list(big.waiting) == [0]
+    assert [req for req, _ in batch] == [small, later]
+    assert len(big.waiting) == 3
+
+
+def test_only_texts_of_similar_length_share_a_batch() -> None:
+    queued = [request(model(), 100, 50), request(model(), 45, 90)]
+    queued[1].model = queued[0].model
+    limits = BatchLimits(max_texts=8, max_tokens=10_000, max_wait_s=0)
+
+    assert lengths(take_batch(queued, limits)) == [100, 90]
+    assert lengths(take_batch(queued, limits)) == [50, 45]
 
 
 def test_padded_tokens_bound_the_batch() -> None:
@@ -61,7 +70,8 @@ def test_padded_tokens_bound_the_batch() -> None:
     limits = BatchLimits(max_texts=100, max_tokens=25, max_wait_s=0)
 
     assert lengths(take_batch([queued], limits)) == [10, 10]
-    assert lengths(take_batch([queued], limits)) == [10, 2]
+    assert lengths(take_batch([queued], limits)) == [10]
+    assert lengths(take_batch([queued], limits)) == [2]
 
 
 def test_a_text_over_the_token_budget_still_goes_alone() -> None:
@@ -88,16 +98,16 @@ def test_concurrent_requests_share_calls_and_get_their_own_results(concurrent: i
             batcher = MicroBatcher(BatchLimits(64, 10_000, 0.05), executor, lambda *args: None)
             runner = asyncio.create_task(batcher.run())
             answers = await asyncio.gather(
-                *(batcher.score(served, texts(i + 1, 2 * i + 1)) for i in range(concurrent))
+                *(batcher.score(served, texts(100 + i, 110 + i)) for i in range(concurrent))
             )
             runner.cancel()
             return answers
 
     answers = asyncio.run(main())
 
-    assert [answer.rewards for answer in answers] == [[i + 1.0, 2 * i + 1.0] for i in range(concurrent)]
+    assert [answer.rewards for answer in answers] == [[100.0 + i, 110.0 + i] for i in range(concurrent)]
     assert len(served.scorer.calls) == 1
-    assert sorted(served.scorer.calls[0]) == sorted(n for i in range(concurrent) for n in (i + 1, 2 * i + 1))
+    assert sorted(served.scorer.calls[0]) == sorted(n for i in range(concurrent) for n in (100 + i, 110 + i))
 
 
 def test_a_small_request_overtakes_a_large_one_queued_before_it() -> None:
@@ -141,7 +151,8 @@ def test_a_failing_model_call_fails_only_its_callers() -> None:
             batcher = MicroBatcher(BatchLimits(1, 10_000, 0), executor, lambda *args: None)
             runner = asyncio.create_task(batcher.run())
             answers = await asyncio.gather(
-                batcher.score(served, texts(13)), batcher.score(served, texts(2)),
+                batcher.score(served, texts(13)),
+                batcher.score(served, texts(2)),
                 return_exceptions=True,
             )
             runner.cancel()

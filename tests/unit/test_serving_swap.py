@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 
 from serving.metrics import ServiceMetrics
 from serving.model import ServedModel
-from serving.swap import CanaryError, ChampionFollower, ModelSlot, canary_rewards, check_canary
+from serving.swap import CanaryError, ChampionFollower, ModelSlot, check_canary
 from tacit.db import Base, ModelStatus, ModelVersion, make_engine
-from tacit.scoring import RewardScorer
+from tacit.scoring import RewardScorer, canary_rewards
 from tests.unit.test_serving_app import SETTINGS, TACIT_SPEC, save_tiny_checkpoint
 
 

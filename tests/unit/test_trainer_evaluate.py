@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tacit.domain import Message, Role
+from tacit.transcripts import parse_hh_transcript
 from trainer.evaluate import (
     PreferencePair,
     calibration,
@@ -19,7 +20,6 @@ from trainer.evaluate import (
     ordinal_metrics,
     pair_from_record,
     pairwise_accuracy,
-    parse_transcript,
     quadratic_weighted_kappa,
     roc_auc,
 )
@@ -49,7 +49,7 @@ HH_RECORD = {
 
 
 def test_transcript_becomes_alternating_messages() -> None:
-    messages = parse_transcript(HH_RECORD["chosen"])
+    messages = parse_hh_transcript(HH_RECORD["chosen"])
 
     assert [m.role for m in messages] == [Role.USER, Role.ASSISTANT] * 3
     assert messages[2] == Message(Role.USER, "I am in Oregon.", 2)

@@ -19,10 +19,12 @@ from transformers import (
 
 from tacit.domain import Message, Role
 from tacit.ordinal import rewards_from_logits
-from tacit.scoring import RewardScorer
+from tacit.scoring import RewardScorer, canary_rewards
 from tacit.settings import TacitSettings
 from trainer import train as train_module
 from trainer.dataset import RewardExample, label_scheme
+from serving.model import ServedModel
+from serving.swap import check_canary
 from trainer.evaluate import PreferencePair, evaluate_checkpoint
 from trainer.model import (
     balanced_class_weights,
@@ -196,6 +198,9 @@ def test_saved_checkpoint_is_evaluated_as_served(trained) -> None:
     assert sum(row["count"] for row in metrics["holdout_reliability"]) == len(trained.holdout)
     assert 0.0 <= metrics["pairwise_toy"] <= 1.0
     assert sum(row["pairs"] for row in metrics["margin_curve_toy"]) == 10
+    # What the scoring service checks a loaded version against: the same artifact passes, bit for bit here.
+    check_canary(ServedModel(scorer, 1, metrics))
+    assert metrics["canary_rewards"] == canary_rewards(scorer)
 
 
 def test_accumulated_micro_batches_give_the_gradient_of_the_whole_batch(tiny_backbone: Path) -> None:

@@ -1,0 +1,137 @@
+"""Ingest gateway throughput: chat events/s through ``POST /v1/events`` against producing the same events
+straight to Kafka with aiokafka, measured in one run on a private embedded stack.
+
+    python bench/gateway.py [--events 20000] [--batch 100] [--concurrency 8]
+
+Both sides send the bundled real chat messages in batches of ``--batch`` from ``--concurrency`` concurrent
+senders, and a batch counts once Kafka acknowledged all of it (``acks=all``), which is what a 202 from the
+gateway means. The gateway runs as its own process (``tacit gateway``), as in production; the difference is
+the cost of HTTP, JSON parsing, validation and the key check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import socket
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+from aiokafka import AIOKafkaProducer
+
+from ingest.events import encode_event
+from ingest.importers import ImportReport, read_conversations
+from tacit import apikeys, stack
+from tacit.db import make_engine
+from tacit.demo import SAMPLE
+from tacit.domain import ChatEvent
+from tacit.processes import log_tail, tacit_child
+from tacit.settings import TacitSettings
+
+TENANT = "bench"
+
+
+def chat_events(count: int) -> list[dict]:
+    """``count`` real messages (the bundled sample, repeated under new conversation ids if need be)."""
+    events = [e for conversation in read_conversations(SAMPLE, TENANT, ImportReport()) for e in conversation]
+    rounds = itertools.count()
+    out: list[dict] = []
+    while len(out) < count:
+        round_ = next(rounds)
+        out += [e.model_dump(mode="json") | {"conversation_id": f"{e.conversation_id}-{round_}"} for e in events]
+    return out[:count]
+
+
+async def rate(send_batch: Callable[[list[dict]], Awaitable[None]], events: list[dict], batch: int,
+               concurrency: int) -> float:
+    """Events/s of ``concurrency`` senders taking the next batch each time their last one was acknowledged."""
+    batches = iter([events[i:i + batch] for i in range(0, len(events), batch)])
+
+    async def sender() -> None:
+        for chunk in batches:
+            await send_batch(chunk)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(sender() for _ in range(concurrency)))
+    return len(events) / (time.perf_counter() - started)
+
+
+async def direct_rate(bootstrap: str, topic: str, events: list[dict], batch: int, concurrency: int) -> float:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=False)
+    await producer.start()
+
+    async def send_batch(chunk: list[dict]) -> None:
+        deliveries = []
+        for raw in chunk:  # validated like the gateway does, so only transport and HTTP differ
+            key, value = encode_event(ChatEvent.model_validate(raw))
+            deliveries.append(await producer.send(topic, value=value, key=key))
+        await asyncio.gather(*deliveries)
+
+    try:
+        return await rate(send_batch, events, batch, concurrency)
+    finally:
+        await producer.stop()
+
+
+async def gateway_rate(url: str, key: str, events: list[dict], batch: int, concurrency: int) -> float:
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
+
+        async def send_batch(chunk: list[dict]) -> None:
+            response = await client.post("/v1/events", json={"events": chunk})
+            response.raise_for_status()
+
+        return await rate(send_batch, events, batch, concurrency)
+
+
+def wait_until_up(url: str, log: Path, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz").status_code == 200:
+                return
+        except httpx.ConnectError:
+            time.sleep(0.2)
+    raise SystemExit(f"the gateway did not start; its log ends with:\n{log_tail(log)}")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+    events = chat_events(args.events)
+    with tempfile.TemporaryDirectory(prefix="tacit-bench-gateway-") as data_dir:
+        settings = TacitSettings(data_dir=Path(data_dir), gateway_port=free_port())
+        try:
+            endpoints = stack.up(settings, report=lambda line: None)
+            engine = make_engine(endpoints.database_url)
+            _, key = apikeys.create(engine, TENANT, "bench")
+            engine.dispose()
+            url = f"http://{settings.gateway_host}:{settings.gateway_port}"
+            log = settings.data_dir / "logs" / "gateway.log"
+            with tacit_child(settings, "gateway", "--port", str(settings.gateway_port), log=log):
+                wait_until_up(url, log)
+                asyncio.run(gateway_rate(url, key, events[: args.batch * 4], args.batch, 2))  # warm-up
+                direct = asyncio.run(direct_rate(endpoints.kafka_bootstrap, settings.chat_events_topic, events,
+                                                 args.batch, args.concurrency))
+                gateway = asyncio.run(gateway_rate(url, key, events, args.batch, args.concurrency))
+        finally:
+            stack.down(settings, report=lambda line: None)
+    print(f"{args.events} chat events, batches of {args.batch}, {args.concurrency} concurrent senders, acks=all")
+    print(f"aiokafka producer (direct)  {direct:9.0f} events/s   1.00x")
+    print(f"gateway POST /v1/events     {gateway:9.0f} events/s   {gateway / direct:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Stream worker throughput: chat events/s through Kafka -> Faust -> labels -> Postgres for one worker, against
+the bare aiokafka consume rate of the same topic, measured in one run on a private Tansu and PostgreSQL.
+
+The events are the bundled real chat logs (``tacit/data/sample_conversations.jsonl.gz``), replayed once
+(repeated ``--copies`` times under fresh conversation ids for a longer run). The worker's rate is the number
+of events it stored divided by the time between its first and its last stored batch, so the start-up of the
+process and the group join (seconds on Tansu) are not counted; the baseline reads the same records with a
+plain consumer and does nothing else: the ceiling of any Python consumer on this machine.
+
+    python bench/stream.py [--copies 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from sqlalchemy import func, select
+
+from ingest.events import encode_event
+from ingest.importers import ImportReport, read_conversations
+from tacit import stack
+from tacit.db import MessageRow, make_engine
+from tacit.domain import ChatEvent
+from tacit.processes import tacit_child
+from tacit.settings import TacitSettings
+
+SAMPLE = Path(__file__).resolve().parent.parent / "tacit" / "data" / "sample_conversations.jsonl.gz"
+
+
+def load_events(copies: int) -> list[ChatEvent]:
+    events = [e for conversation in read_conversations(SAMPLE, "bench", ImportReport(), "tacit") for e in conversation]
+    return [e.model_copy(update={"conversation_id": f"{e.conversation_id}~{copy}"})
+            for copy in range(copies) for e in events]
+
+
+async def produce(bootstrap: str, topic: str, events: list[ChatEvent]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        await asyncio.gather(*[await producer.send(topic, value=value, key=key)
+                               for key, value in map(encode_event, events)])
+    finally:
+        await producer.stop()
+
+
+async def bare_consume_rate(bootstrap: str, topic: str, expected: int) -> float:
+    """Records/s of a plain consumer reading the topic from the start (the first fetch excluded)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        seen, first_fetch, started = 0, 0, 0.0
+        while seen < expected:
+            fetched = sum(map(len, (await consumer.getmany(timeout_ms=1000, max_records=5000)).values()))
+            if fetched and not seen:
+                first_fetch, started = fetched, time.perf_counter()
+            seen += fetched
+        return (seen - first_fetch) / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+def worker_rate(settings: TacitSettings, database_url: str, expected: int) -> float:
+    """Events/s of one ``tacit worker`` between its first and its last stored batch."""
+    engine = make_engine(database_url)
+    log = settings.data_dir / "logs" / "bench-worker.log"
+
+    def stored() -> int:
+        with engine.connect() as conn:
+            return conn.scalar(select(func.count()).select_from(MessageRow))
+
+    with tacit_child(settings, "worker", log=log):
+        first = 0
+        while (first := stored()) == 0:
+            time.sleep(0.05)
+        started = time.perf_counter()
+        last, last_change = first, time.perf_counter()
+        while (now := stored()) < expected:
+            if now != last:
+                last, last_change = now, time.perf_counter()
+            elif time.perf_counter() - last_change > 120:
+                raise SystemExit(f"the worker stopped at {now}/{expected} events; see {log}")
+            time.sleep(0.05)
+        finished = time.perf_counter()
+    engine.dispose()
+    return (expected - first) / (finished - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--copies", type=int, default=1, help="Times the bundled logs are replayed.")
+    args = parser.parse_args()
+    events = load_events(args.copies)
+    data_dir = Path(tempfile.mkdtemp(prefix="tacit-bench-stream-"))
+    settings = TacitSettings(data_dir=data_dir, ray_address="not-used:1")
+    try:
+        endpoints = stack.up(settings, report=lambda line: None)
+        asyncio.run(produce(endpoints.kafka_bootstrap, settings.chat_events_topic, events))
+        bare = asyncio.run(bare_consume_rate(endpoints.kafka_bootstrap, settings.chat_events_topic, len(events)))
+        ours = worker_rate(settings, endpoints.database_url, len(events))
+    finally:
+        stack.down(settings, report=lambda line: None)
+        shutil.rmtree(data_dir, ignore_errors=True)
+    print(f"{len(events):,} chat events, 1 worker, {settings.partitions} partitions, batch {settings.sink_batch_size}")
+    print(f"bare aiokafka consumer   {bare:10,.0f} events/s (1.00x)")
+    print(f"tacit worker (stored)    {ours:10,.0f} events/s ({ours / bare:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()
