@@ -25,6 +25,7 @@ from ingest.metrics import WorkerMetrics
 from ingest.privacy import Privacy
 from ingest.sink import DeadLetter, PostgresSink, SinkBatch, backoff_delays
 from labelers.base import Labeler
+from labelers.refine import with_refinements
 from tacit.domain import ChatEvent, FeedbackCandidate, Label
 from tacit.settings import TacitSettings
 
@@ -92,7 +93,8 @@ def register_agent(app: faust.App, settings: TacitSettings, sink: PostgresSink, 
             await dead_letter_topic.send(key=letter.key, value=letter.payload,
                                          headers={"reason": letter.reason.encode()})
         sink_batch = SinkBatch(events=[item.event for item in batch if item.event],
-                               labeled=list(zip(candidates, labels, strict=True)), dead_letters=dead_letters)
+                               # refinement (issue 4): raw labels plus refined/filtered rows, per stage
+                               labeled=with_refinements(candidates, labels), dead_letters=dead_letters)
         await loop.run_in_executor(None, sink.write, sink_batch)
         return labels
 

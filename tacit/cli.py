@@ -199,7 +199,7 @@ def gateway(
 
 # ---------------------------------------------------------------------------------------------- labelers
 
-labelers_app = typer.Typer(help="Labelers of follow-ups: fit the embedding labeler's classifier.",
+labelers_app = typer.Typer(help="Labelers of follow-ups: fit the embedding labeler's classifier, evaluate.",
                            no_args_is_help=True)
 app.add_typer(labelers_app, name="labelers")
 
@@ -230,6 +230,48 @@ def labelers_fit(
     console.print(f"saved {out} (digest {head.digest})")
 
 
+@labelers_app.command("eval")
+def labelers_eval(
+    data: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Human-labeled follow-ups.")],
+    labeler: Annotated[str, typer.Option(help="Labeler to evaluate.")] = "rules",
+    format_name: Annotated[str, typer.Option("--format", help="'eurtad', 'dbdc3' (their derived files in "
+                                             "shared/data) or 'labeled' (JSONL: history, query, response, "
+                                             "followup, level).")] = "labeled",
+) -> None:
+    """Compare a labeler with human labels: per-level precision/recall, confusion matrix, ROC-AUC, items/s."""
+    from labelers import get_labeler
+    from labelers.evaluation import evaluate, format_report, read_items
+
+    report = evaluate(get_labeler(labeler, _settings()), read_items(data, format_name))
+    print(format_report(report))
+
+
+@app.command()
+def relabel(
+    labeler: Annotated[str | None, typer.Option(help="Labeler to use (default: TACIT_LABELER).")] = None,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's conversations.")] = None,
+    since: Annotated[datetime | None, typer.Option(help="Only conversations seen since then (ISO time).")] = None,
+) -> None:
+    """Derive the labels again (raw, refined, filtered) from the stored messages; safe to run twice."""
+    from rich.progress import Progress
+
+    from labelers import get_labeler
+    from labelers.relabel import Scope, count_conversations
+    from labelers.relabel import relabel as run_relabel
+    from tacit.db import make_engine
+
+    settings = _settings()
+    engine = make_engine(_endpoint("postgres"))
+    scope = Scope(tenant, since)
+    chosen = get_labeler(labeler or settings.labeler, settings)
+    with Progress(console=console) as progress:
+        task = progress.add_task("conversations", total=count_conversations(engine, scope))
+        written = run_relabel(engine, chosen, scope, settings.conversation_window,
+                              on_chunk=lambda done: progress.advance(task, done))
+    stages = ", ".join(f"{stage} {count}" for stage, count in sorted(written.items())) or "nothing"
+    console.print(f"relabeled with {chosen.labeler_id} {chosen.version}: {stages}")
+
+
 # ----------------------------------------------------------------------------------------------- trainer
 
 
@@ -245,7 +287,7 @@ def train(
     incremental: Annotated[bool, typer.Option(help="Start from the champion's weights, not the base model.")] = False,
     tenant: Annotated[list[str] | None, typer.Option(help="Only these tenants (repeatable).")] = None,
     labeler: Annotated[list[str] | None, typer.Option(help="Only ratings by these labelers (repeatable).")] = None,
-    stage: Annotated[list[str] | None, typer.Option(help="Rating stages to use (repeatable; default raw).")] = None,
+    stage: Annotated[list[str] | None, typer.Option(help="Rating stages to use (repeatable; default refined: raw labels after refusal validation, filtered items left out).")] = None,
     level: Annotated[list[int] | None, typer.Option(min=1, max=5, help="Only these levels (repeatable).")] = None,
     since: Annotated[datetime | None, typer.Option(help="Only replies sent at or after this time.")] = None,
     until: Annotated[datetime | None, typer.Option(help="Only replies sent before this time.")] = None,
@@ -276,7 +318,8 @@ def train(
     if ray or workers > 1:
         _endpoint("ray")
     selection = Selection(tenants=tuple(tenant or ()), labelers=tuple(labeler or ()),
-                          stages=tuple(stage or ("raw",)), levels=tuple(level or ()), since=since, until=until)
+                          stages=tuple(stage) if stage else Selection().stages, levels=tuple(level or ()),
+                          since=since, until=until)
     try:
         version = run_training(
             _settings(), use_ray=ray, steps=steps, selection=selection, incremental=incremental, resume=resume,
@@ -410,6 +453,55 @@ def _print_version(version_id: int, *, details: bool = False) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- serving
+
+
+# ------------------------------------------------------------------------------------------ RLHI (issue 7)
+
+pairs_app = typer.Typer(help="Preference pairs from users' re-attempts (RLHI).", no_args_is_help=True)
+personas_app = typer.Typer(help="Extractive user personas (RLHI).", no_args_is_help=True)
+export_app = typer.Typer(help="Write training data for DPO and reward-model trainers.", no_args_is_help=True)
+app.add_typer(pairs_app, name="pairs")
+app.add_typer(personas_app, name="personas")
+app.add_typer(export_app, name="export")
+TenantOption = Annotated[str | None, typer.Option(help="Only this tenant (default: all).")]
+PersonaOption = Annotated[bool, typer.Option(help="Include each user's persona (`tacit personas build`).")]
+OutOption = Annotated[Path, typer.Option(help="Output file, .jsonl or .parquet.")]
+
+
+@pairs_app.command("build")
+def pairs_build(tenant: TenantOption = None) -> None:
+    """Derive re-attempt pairs (corrected reply vs. the accepted retry) from the labels; idempotent."""
+    from rlhi.pairs import build_pairs
+
+    console.print(f"{build_pairs(_registry(), tenant)} re-attempt pairs stored")
+
+
+@personas_app.command("build")
+def personas_build(tenant: TenantOption = None) -> None:
+    """Rebuild the persona of every user with a known id from their history; idempotent."""
+    from rlhi.personas import build_personas
+
+    console.print(f"{build_personas(_registry(), tenant)} personas stored")
+
+
+@export_app.command("dpo")
+def export_dpo(out: OutOption, tenant: TenantOption = None, persona: PersonaOption = False) -> None:
+    """Preference pairs as prompt / chosen / rejected messages, the format TRL's DPOTrainer loads."""
+    from rlhi.export import dpo_records, write_records
+
+    records = dpo_records(_registry(), tenant, persona)
+    write_records(records, out)
+    console.print(f"{len(records)} pairs written to {out}")
+
+
+@export_app.command("rm")
+def export_rm(out: OutOption, tenant: TenantOption = None, persona: PersonaOption = False) -> None:
+    """WildFB-style items: text in the WildReward layout, label = ordinal class of levels 1, 2, 4, 5."""
+    from rlhi.export import rm_records, write_records
+
+    records = rm_records(_registry(), tenant, persona)
+    write_records(records, out)
+    console.print(f"{len(records)} items written to {out}")
 
 
 @app.command()

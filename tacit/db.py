@@ -202,6 +202,53 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+# ---------------------------------------------------------------------------------------- RLHI (issue 7)
+
+
+class PreferencePairRow(Base):
+    """A prompt with a better and a worse reply, for DPO; ``provenance`` names the labels it came from.
+
+    The texts are a snapshot taken when the pair was built, so an export needs no join and stays the same
+    when the conversation grows.
+    """
+
+    __tablename__ = "preference_pairs"
+    __table_args__ = (
+        UniqueConstraint("tenant", "conversation_id", "source", "rejected_turn", "chosen_turn",
+                         name="uq_preference_pairs_key"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(128))
+    conversation_id: Mapped[str] = mapped_column(String(256))
+    user_id: Mapped[str | None] = mapped_column(String(256))
+    source: Mapped[str] = mapped_column(String(32))  # how the pair was found, e.g. "reattempt"
+    rejected_turn: Mapped[int] = mapped_column(Integer)
+    feedback_turn: Mapped[int] = mapped_column(Integer)
+    chosen_turn: Mapped[int] = mapped_column(Integer)
+    prompt: Mapped[list[dict[str, str]]] = mapped_column(JSONType)  # [{role, content}], oldest first
+    chosen: Mapped[str] = mapped_column(Text)
+    rejected: Mapped[str] = mapped_column(Text)
+    provenance: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class PersonaRow(Base):
+    """A short profile of one user, rebuilt from their history by ``tacit personas build``."""
+
+    __tablename__ = "personas"
+    __table_args__ = (UniqueConstraint("tenant", "user_id", name="uq_personas_key"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(128))
+    user_id: Mapped[str] = mapped_column(String(256))
+    method: Mapped[str] = mapped_column(String(32))
+    profile: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    summary: Mapped[str] = mapped_column(Text)  # what the persona section of a layout shows
+    num_messages: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, future=True)
 

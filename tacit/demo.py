@@ -97,9 +97,10 @@ def _pipeline(settings: TacitSettings, console: Console, summary: Summary, limit
             _wait_for_messages(engine, report.events, log)
         with engine.connect() as conn:
             summary.messages = conn.scalar(select(func.count()).select_from(MessageRow))
-            summary.followups = conn.scalar(select(func.count()).select_from(FeedbackRow))
+            raw = FeedbackRow.stage == "raw"  # each follow-up also has a refined or filtered row
+            summary.followups = conn.scalar(select(func.count()).select_from(FeedbackRow).where(raw))
             summary.dead_letters = conn.scalar(select(func.count()).select_from(RejectedEvent))
-            rows = conn.execute(select(FeedbackRow.level, func.count()).group_by(FeedbackRow.level))
+            rows = conn.execute(select(FeedbackRow.level, func.count()).where(raw).group_by(FeedbackRow.level))
             summary.levels = dict(sorted((int(level), count) for level, count in rows))
 
     with _step("train the reward model on Ray", console, summary):

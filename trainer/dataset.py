@@ -21,6 +21,7 @@ from sqlalchemy import Select, and_, select
 from sqlalchemy.engine import Engine, Row
 from sqlalchemy.orm import aliased
 
+from labelers.refine import REFINED
 from tacit.db import FeedbackRow, MessageRow
 from tacit.domain import Message, Role, SatisfactionLevel
 
@@ -45,7 +46,7 @@ class Selection:
 
     tenants: tuple[str, ...] = ()
     labelers: tuple[str, ...] = ()
-    stages: tuple[str, ...] = ("raw",)
+    stages: tuple[str, ...] = (REFINED,)  # after refusal validation, without filtered items (labelers.refine)
     levels: tuple[int, ...] = ()
     since: datetime | None = None  # the rated reply was sent at or after this
     until: datetime | None = None  # ... and before this

@@ -17,6 +17,7 @@ from croniter import croniter
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from labelers.refine import REFINED
 from tacit.db import FeedbackRow
 from tacit.errors import TacitError
 from trainer.registry import last_run
@@ -50,7 +51,9 @@ def cron_due(cron: str, since: datetime, now: datetime) -> bool:
 
 def new_labels(engine: Engine, watermark: int) -> int:
     with engine.connect() as connection:
-        return connection.scalar(select(func.count()).where(FeedbackRow.id > watermark))
+        # One refined (or filtered) row per follow-up besides its raw one: count what training would use.
+        newer = (FeedbackRow.id > watermark) & (FeedbackRow.stage == REFINED)
+        return connection.scalar(select(func.count()).where(newer))
 
 
 def due(schedule: Schedule, engine: Engine, started: datetime, now: datetime) -> str | None:

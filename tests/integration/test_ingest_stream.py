@@ -76,7 +76,7 @@ def tenant_count(engine, table, tenant: str) -> int:
 def followups(engine, tenant: str) -> list[tuple[str, int]]:
     with engine.connect() as conn:
         rows = conn.execute(select(FeedbackRow.conversation_id, FeedbackRow.followup_turn)
-                            .where(FeedbackRow.tenant == tenant)).all()
+                            .where(FeedbackRow.tenant == tenant, FeedbackRow.stage == "raw")).all()
     return sorted(tuple(row) for row in rows)
 
 

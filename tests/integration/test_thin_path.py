@@ -105,10 +105,11 @@ def test_thin_path(embedded_stack, settings: TacitSettings, tmp_path: Path):
 
     with engine.connect() as conn:
         levels = conn.execute(select(FeedbackRow.followup_turn, FeedbackRow.level, FeedbackRow.labeler_id)
-                              .where(FeedbackRow.conversation_id == "bread-1")
+                              .where(FeedbackRow.conversation_id == "bread-1", FeedbackRow.stage == "raw")
                               .order_by(FeedbackRow.followup_turn)).all()
         rejected = conn.execute(select(RejectedEvent.payload, RejectedEvent.reason)).one()
-    assert count(engine, FeedbackRow) == 80  # two follow-ups in each conversation, each stored once
+    # two follow-ups in each conversation, each stored once raw and once refined (or filtered)
+    assert count(engine, FeedbackRow) == 160
     assert [(turn, level) for turn, level, _ in levels] == [(2, 5), (4, 2)]
     assert {labeler for *_, labeler in levels} == {"rules"}
     assert rejected.payload == b"{broken" and "not JSON" in rejected.reason

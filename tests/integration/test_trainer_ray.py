@@ -75,7 +75,7 @@ def message(conversation: str, turn: int, role: Role, content: str, user: str) -
 
 
 def rating(conversation: str, user: str, response_turn: int, level: int, *, query_turn: int | None = -1,
-           labeler: str = "rules", stage: str = "raw") -> FeedbackRow:
+           labeler: str = "rules", stage: str = "refined") -> FeedbackRow:
     return FeedbackRow(
         tenant="acme", conversation_id=conversation, user_id=user,
         query_turn=response_turn - 1 if query_turn == -1 else query_turn, response_turn=response_turn,
@@ -86,7 +86,7 @@ def rating(conversation: str, user: str, response_turn: int, level: int, *, quer
 
 def insert_feedback(engine: Engine) -> None:
     """30 five-turn conversations rated twice each, one rated reply that opened its chat, and ratings by a
-    second labeler and at a later stage."""
+    second labeler and at another stage (training reads the refined stage by default)."""
     rows: list = []
     for i in range(CONVERSATIONS):
         conversation, user = f"conv-{i}", f"user-{i % 12}"
@@ -104,7 +104,7 @@ def insert_feedback(engine: Engine) -> None:
         message("opener", 1, Role.USER, "Great, I love that.", "user-99"),
         rating("opener", "user-99", 0, 4, query_turn=None),
         rating("conv-0", "user-0", 1, 5, labeler="llm"),
-        rating("conv-0", "user-0", 1, 4, stage="refined"),
+        rating("conv-0", "user-0", 1, 4, stage="raw"),
     ]
     with Session(engine) as session, session.begin():
         session.add_all(rows)
@@ -124,7 +124,7 @@ def test_load_examples_rebuilds_each_rated_reply(engine: Engine) -> None:
     assert (second.query, second.user_id, second.tenant) == ("And in reverse order?", "user-3", "acme")
     opener = by_key["opener", "Hi! I can help with Python questions."]
     assert (opener.history, opener.query, opener.level) == ((), "", 4)
-    assert [e.level for e in load_examples(engine, Selection(stages=("refined",)))] == [4]
+    assert [e.level for e in load_examples(engine, Selection(stages=("raw",)))] == [4]
     assert len(load_examples(engine, Selection(tenants=("other",)))) == 0
     assert {e.level for e in load_examples(engine, Selection(levels=(1, 5)))} == {1, 5}
     assert len(load_examples(engine, Selection(since=datetime.now(UTC) + timedelta(hours=1)))) == 0

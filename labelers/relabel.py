@@ -1,0 +1,105 @@
+"""`tacit relabel`: derive every label again from the stored messages, after a labeler or filter changed.
+
+The messages in PostgreSQL are the source of truth; labels are derived data. Conversations are read in
+chunks, their follow-up candidates rebuilt exactly as the worker builds them (same window), labeled and
+refined, and upserted on the feedback table's natural key, so a second run rewrites the same rows. An
+item that moved between ``refined`` and ``filtered`` loses its row of the other stage first, so it never
+has both.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy.engine import Connection, Engine, Row
+
+from ingest.conversations import ConversationWindow, observe
+from ingest.sink import PostgresSink, SinkBatch
+from labelers.base import Labeler
+from labelers.refine import DERIVED_STAGES, with_refinements
+from tacit.db import Conversation, FeedbackRow, MessageRow
+from tacit.domain import ChatEvent, FeedbackCandidate, Label, Role
+
+CONVERSATIONS_PER_CHUNK = 200
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which conversations to relabel: a tenant's (or all), seen since a time (or ever)."""
+
+    tenant: str | None = None
+    since: datetime | None = None
+
+    def conversations(self):
+        query = select(Conversation.tenant, Conversation.conversation_id)
+        if self.tenant is not None:
+            query = query.where(Conversation.tenant == self.tenant)
+        if self.since is not None:
+            query = query.where(Conversation.last_seen_at >= self.since)
+        return query
+
+
+def count_conversations(engine: Engine, scope: Scope) -> int:
+    with engine.connect() as conn:
+        return conn.scalar(select(func.count()).select_from(scope.conversations().subquery()))
+
+
+def relabel(engine: Engine, labeler: Labeler, scope: Scope, window: int,
+            on_chunk: Callable[[int], None] = lambda conversations: None) -> Counter[str]:
+    """Relabel the conversations in ``scope``; returns the number of rows written per stage."""
+    sink = PostgresSink(engine)
+    written: Counter[str] = Counter()
+    for keys in _chunks(engine, scope):
+        with engine.connect() as conn:
+            candidates = _candidates(conn, keys, window)
+        if candidates:
+            pairs = with_refinements(candidates, labeler.label(candidates))
+            _drop_other_stage(engine, pairs[len(candidates):])  # raw pairs come first, then derived ones
+            sink.write(SinkBatch(events=(), labeled=pairs, dead_letters=()))
+            written.update(label.stage for _, label in pairs)
+        on_chunk(len(keys))
+    return written
+
+
+def _chunks(engine: Engine, scope: Scope) -> Iterator[list[tuple[str, str]]]:
+    query = scope.conversations().order_by(Conversation.tenant, Conversation.conversation_id)
+    with engine.connect() as conn:
+        result = conn.execute(query.execution_options(yield_per=CONVERSATIONS_PER_CHUNK))
+        for chunk in result.partitions():
+            yield [tuple(row) for row in chunk]
+
+
+def _candidates(conn: Connection, keys: Sequence[tuple[str, str]], window: int) -> list[FeedbackCandidate]:
+    rows = conn.execute(
+        select(MessageRow.__table__)
+        .where(tuple_(MessageRow.tenant, MessageRow.conversation_id).in_(keys))
+        .order_by(MessageRow.tenant, MessageRow.conversation_id, MessageRow.turn_index)
+    )
+    candidates, windows = [], {}
+    for row in rows:
+        key = (row.tenant, row.conversation_id)
+        observation = observe(windows.get(key, ConversationWindow()), _event(row), window)
+        windows[key] = observation.window
+        candidates += observation.candidates
+    return candidates
+
+
+def _event(row: Row) -> ChatEvent:
+    return ChatEvent(event_id=row.event_id, tenant=row.tenant, conversation_id=row.conversation_id,
+                     turn_index=row.turn_index, role=Role(row.role), content=row.content, user_id=row.user_id,
+                     assistant_model=row.assistant_model, timestamp=row.created_at, language=row.language,
+                     metadata=row.metadata)
+
+
+def _drop_other_stage(engine: Engine, derived: Sequence[tuple[FeedbackCandidate, Label]]) -> None:
+    """Delete the derived row of the stage each item no longer has (refined <-> filtered)."""
+    stale = [(c.tenant, c.conversation_id, c.response.turn_index, label.labeler_id, other)
+             for c, label in derived for other in DERIVED_STAGES if other != label.stage]
+    key = tuple_(FeedbackRow.tenant, FeedbackRow.conversation_id, FeedbackRow.response_turn,
+                 FeedbackRow.labeler_id, FeedbackRow.stage)
+    with engine.begin() as conn:
+        conn.execute(delete(FeedbackRow).where(key.in_(stale)))

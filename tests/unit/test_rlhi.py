@@ -1,0 +1,86 @@
+"""Re-attempt pairs and extractive personas: the pure logic, without a database."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlhi.pairs import Rating, reattempt_pairs
+from rlhi.personas import UserHistory, extract_personas
+from tacit.domain import Message, Role
+
+CONVERSATION = [
+    Message(Role.USER, "Write a function that reverses a string.", 0),
+    Message(Role.ASSISTANT, "function reverse(s) { return s.split('').reverse().join(''); }", 1),
+    Message(Role.USER, "No, I asked for Python.", 2),
+    Message(Role.ASSISTANT, "def reverse(s):\n    return s[::-1]", 3),
+    Message(Role.USER, "Thanks, that works!", 4),
+]
+
+
+def rating(turn: int, level: int) -> Rating:
+    return Rating(turn, turn + 1, level, 0.9, "rules", "1", "raw")
+
+
+def pairs(ratings: dict[int, Rating], messages: list[Message] = CONVERSATION):
+    return reattempt_pairs("acme", "c1", "u1", messages, ratings)
+
+
+@pytest.mark.parametrize("rejected_level", [1, 2])
+@pytest.mark.parametrize("accepted_level", [4, 5])
+def test_a_corrected_reply_and_its_accepted_retry_make_a_pair(rejected_level: int, accepted_level: int):
+    [pair] = pairs({1: rating(1, rejected_level), 3: rating(3, accepted_level)})
+    assert [message.turn_index for message in pair.prompt] == [0, 2]  # the query, then the feedback
+    assert pair.prompt[-1].content == "No, I asked for Python."
+    assert pair.chosen.turn_index == 3 and pair.rejected.turn_index == 1
+    assert (pair.rejected_rating.level, pair.chosen_rating.level) == (rejected_level, accepted_level)
+
+
+@pytest.mark.parametrize("levels", [{1: 3, 3: 5}, {1: 1, 3: 3}, {1: 2, 3: 2}, {1: 4, 3: 5}, {1: 1}, {3: 5}])
+def test_no_pair_without_a_correction_followed_by_an_accepted_retry(levels: dict[int, int]):
+    assert pairs({turn: rating(turn, level) for turn, level in levels.items()}) == []
+
+
+def test_no_pair_when_something_else_was_said_before_the_retry():
+    messages = [*CONVERSATION[:3], Message(Role.USER, "Also make it fast.", 3),
+                Message(Role.ASSISTANT, "def reverse(s):\n    return s[::-1]", 4)]
+    assert pairs({1: rating(1, 2), 4: rating(4, 5)}, messages) == []
+
+
+def test_the_history_before_the_query_is_in_the_prompt():
+    opening = [Message(Role.USER, "Hi", 0), Message(Role.ASSISTANT, "Hello!", 1)]
+    shifted = [Message(m.role, m.content, m.turn_index + 2) for m in CONVERSATION]
+    [pair] = pairs({3: rating(3, 1), 5: rating(5, 4)}, opening + shifted)
+    assert [message.content for message in pair.prompt] == ["Hi", "Hello!", CONVERSATION[0].content,
+                                                            "No, I asked for Python."]
+
+
+def history(user: str, messages: list[str], **fields) -> UserHistory:
+    return UserHistory("acme", user, messages, **fields)
+
+
+def test_personas_pick_the_words_languages_formats_and_corrections_that_set_a_user_apart():
+    coder = history(
+        "coder",
+        ["How do I parse JSON in Python?", "Python pandas dataframe merge?", "No, use Python please",
+         "No, use Python not Java please"],
+        languages=["en", "en", "en", "de"],
+        accepted_replies=["```python\nimport json\n```", "```python\ndf.merge(other)\n```"],
+        corrections=["No, use Python please", "No, use Python not Java please"],
+    )
+    cook = history("cook", ["A recipe for bread?", "How long do I bake sourdough bread?"], languages=["fr"],
+                   accepted_replies=["- flour\n- water\n- salt", "Bake it 40 minutes."])
+    by_user = {persona.user_id: persona for persona in extract_personas([coder, cook])}
+    assert by_user["coder"].topics[0] == "python"
+    assert "bread" in by_user["cook"].topics and "python" not in by_user["cook"].topics
+    assert by_user["coder"].languages == ("en", "de") and by_user["cook"].languages == ("fr",)
+    assert by_user["coder"].formats == ("code", "short answers")
+    assert by_user["cook"].formats == ("lists", "short answers")
+    assert by_user["coder"].corrections == ("python", "use")
+    assert by_user["cook"].corrections == ()
+    assert by_user["coder"].summary.splitlines()[-1] == "Often corrects: python, use"
+    assert by_user["coder"].num_messages == 4
+
+
+def test_a_user_with_nothing_to_extract_gets_an_empty_persona():
+    [persona] = extract_personas([history("quiet", ["ok", "42"])])
+    assert persona.summary == "" and persona.topics == ()
