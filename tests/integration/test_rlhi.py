@@ -12,6 +12,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from labelers.refine import REFINED
 from rlhi.export import dpo_records, rm_records, write_records
 from rlhi.pairs import build_pairs
 from rlhi.personas import build_personas
@@ -40,12 +41,18 @@ CONVERSATIONS = [
 ]
 
 
-@pytest.fixture
-def engine(embedded_stack: stack.Endpoints) -> Iterator[Engine]:
-    engine = make_engine(embedded_stack.database_url)
+def delete_tenant(engine: Engine) -> None:
     with Session(engine) as session, session.begin():
         for table in (MessageRow, FeedbackRow, PreferencePairRow, PersonaRow):
             session.execute(delete(table).where(table.tenant == TENANT))
+
+
+@pytest.fixture
+def engine(embedded_stack: stack.Endpoints) -> Iterator[Engine]:
+    """The store as the worker leaves it: each follow-up rated at stage raw and (unchanged) refined."""
+    engine = make_engine(embedded_stack.database_url)
+    delete_tenant(engine)
+    with Session(engine) as session, session.begin():
         for conversation, user, messages, levels in CONVERSATIONS:
             session.add_all(
                 MessageRow(event_id=f"{conversation}-{turn}", tenant=TENANT, conversation_id=conversation,
@@ -56,10 +63,11 @@ def engine(embedded_stack: stack.Endpoints) -> Iterator[Engine]:
             session.add_all(
                 FeedbackRow(tenant=TENANT, conversation_id=conversation, user_id=user, query_turn=turn - 1,
                             response_turn=turn, followup_turn=turn + 1, level=level, confidence=0.9, reason="",
-                            labeler_id="rules", labeler_version="1", stage="raw")
-                for turn, level in levels.items()
+                            labeler_id="rules", labeler_version="1", stage=stage)
+                for turn, level in levels.items() for stage in ("raw", REFINED)
             )
     yield engine
+    delete_tenant(engine)  # the session database is shared: other modules count whole tables
     engine.dispose()
 
 

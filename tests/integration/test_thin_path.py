@@ -23,17 +23,21 @@ pytestmark = pytest.mark.integration
 
 PRAISE = "Thank you so much, that solved it!"
 CORRECTION = "That's wrong, you forgot the second step."
+SENTINEL_TENANT = "t"
 
 
 def write_conversations(path: Path, count: int) -> Path:
-    """Two follow-ups per conversation, one praising and one correcting, so both ends of the scale exist."""
+    """Two follow-ups per conversation, one praising and one correcting, so both ends of the scale exist;
+    replies long enough to pass the filters, so that the refined stage that training reads holds them."""
     with open(path, "w") as out:
         for i in range(count):
             messages = [
                 {"role": "user", "content": f"How do I bake bread number {i}?"},
-                {"role": "assistant", "content": "Mix flour, water, salt and yeast, knead, proof, bake."},
+                {"role": "assistant", "content": "Mix flour, water, salt and yeast, knead the dough, let it "
+                                                 "proof for an hour, then bake it."},
                 {"role": "user", "content": PRAISE if i % 2 else CORRECTION},
-                {"role": "assistant", "content": "Glad to help. Anything else?"},
+                {"role": "assistant", "content": "Glad to help. Is there anything else about baking you would "
+                                                 "like to know?"},
                 {"role": "user", "content": CORRECTION if i % 2 else PRAISE},
             ]
             out.write(json.dumps({"conversation_id": f"bread-{i}", "user_id": f"user-{i}",
@@ -54,8 +58,8 @@ async def produce_raw(bootstrap: str, topic: str, key: bytes, value: bytes, part
 def send_sentinels(bootstrap: str, settings: TacitSettings) -> None:
     """One last event on every partition: once all are stored, everything sent before them was processed."""
     for partition in range(settings.partitions):
-        event = ChatEvent(tenant="t", conversation_id=f"sentinel-{partition}", turn_index=0, role="user",
-                          content="end")
+        event = ChatEvent(tenant=SENTINEL_TENANT, conversation_id=f"sentinel-{partition}", turn_index=0,
+                          role="user", content="end")
         key, value = encode_event(event)
         asyncio.run(produce_raw(bootstrap, settings.chat_events_topic, key, value, partition))
 
@@ -82,9 +86,13 @@ def wait_until(condition, what: str, *logs: Path, timeout: float = 120.0) -> Non
     pytest.fail(f"timed out waiting for {what}\n{tails}")
 
 
-def count(engine, table) -> int:
+def count(engine, table, tenants: tuple[str, ...] = ()) -> int:
+    """Rows of ``table`` (of ``tenants`` only, when given: other modules share the session database)."""
+    query = select(func.count()).select_from(table)
+    if tenants:
+        query = query.where(table.tenant.in_(tenants))
     with engine.connect() as conn:
-        return conn.scalar(select(func.count()).select_from(table))
+        return conn.scalar(query)
 
 
 def test_thin_path(embedded_stack, settings: TacitSettings, tmp_path: Path):
@@ -98,8 +106,10 @@ def test_thin_path(embedded_stack, settings: TacitSettings, tmp_path: Path):
     send_sentinels(embedded_stack.kafka_bootstrap, settings)
 
     log = settings.data_dir / "logs" / "worker-test.log"
+    ours = (settings.default_tenant, SENTINEL_TENANT)
     with tacit_child(settings, "worker", log=log) as worker:
-        wait_until(lambda: count(engine, MessageRow) == 200 + settings.partitions, "every sentinel stored", log)
+        wait_until(lambda: count(engine, MessageRow, ours) == 200 + settings.partitions, "every sentinel stored",
+                   log)
         assert worker.poll() is None, "the worker must survive bad records"
     assert count(engine, RejectedEvent) == 1
 
@@ -109,7 +119,7 @@ def test_thin_path(embedded_stack, settings: TacitSettings, tmp_path: Path):
                               .order_by(FeedbackRow.followup_turn)).all()
         rejected = conn.execute(select(RejectedEvent.payload, RejectedEvent.reason)).one()
     # two follow-ups in each conversation, each stored once raw and once refined (or filtered)
-    assert count(engine, FeedbackRow) == 160
+    assert count(engine, FeedbackRow, ours) == 160
     assert [(turn, level) for turn, level, _ in levels] == [(2, 5), (4, 2)]
     assert {labeler for *_, labeler in levels} == {"rules"}
     assert rejected.payload == b"{broken" and "not JSON" in rejected.reason
