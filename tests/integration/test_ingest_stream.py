@@ -26,7 +26,6 @@ from tacit.db import FeedbackRow, MessageRow, RejectedEvent, make_engine
 from tacit.domain import ChatEvent, Role
 from tacit.processes import tacit_child
 from tacit.settings import TacitSettings
-from tests.integration.test_serving_ray import free_port
 from tests.integration.test_thin_path import wait_until
 
 pytestmark = pytest.mark.integration
@@ -100,7 +99,7 @@ def all_labeled(samples: dict[str, float], at_least: int) -> bool:
 def test_table_state_survives_a_restart(private, monkeypatch):
     """Replies stored before a restart are paired with follow-ups after it (Tansu's end-offset bug)."""
     settings, endpoints = private
-    metrics_port = free_port()
+    metrics_port = stack.free_port()
     monkeypatch.setenv("TACIT_WORKER_METRICS_PORT", str(metrics_port))
     engine = make_engine(endpoints.database_url)
     count = 300

@@ -25,7 +25,7 @@ from labelers import get_labeler
 from tacit.domain import FeedbackCandidate, Message, Role, SatisfactionLevel
 from tacit.errors import TacitError
 from tacit.settings import TacitSettings
-from tests.integration.test_serving_ray import free_port
+from tacit.stack import free_port
 
 pytestmark = pytest.mark.integration
 

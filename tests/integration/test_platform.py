@@ -15,7 +15,6 @@ import pytest
 
 from tacit import stack
 from tacit.settings import TacitSettings
-from tests.integration.test_serving_ray import free_port
 from tests.integration.test_thin_path import wait_until
 
 pytestmark = pytest.mark.integration
@@ -30,7 +29,7 @@ def answers(url: str) -> bool:
 
 def test_up_runs_until_interrupted_and_stops_what_it_started(tmp_path: Path):
     settings = TacitSettings(data_dir=tmp_path)
-    gateway_port = free_port()
+    gateway_port = stack.free_port()
     env = {**os.environ, "TACIT_DATA_DIR": str(tmp_path), "TACIT_GATEWAY_PORT": str(gateway_port)}
     proc = subprocess.Popen([sys.executable, "-m", "tacit", "up"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import httpx
@@ -11,16 +10,10 @@ from ray import serve
 
 from serving import ray_app
 from tacit.scoring import RewardScorer
-from tacit.stack import ray_connection
+from tacit.stack import free_port, ray_connection
 from tests.unit.test_serving_app import SETTINGS, TACIT_SPEC, TEXTS, save_tiny_checkpoint
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_ray_serve_deployment_scores_like_the_checkpoint(settings, embedded_stack, tmp_path: Path) -> None:
