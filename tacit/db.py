@@ -249,8 +249,13 @@ class PersonaRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+# A server that accepts the TCP connection and then says nothing (one starting up, a stale port) would
+# otherwise hold a worker's batch forever: with the timeout it is an error, and the batch is retried.
+CONNECT_TIMEOUT_S = 10
+
+
 def make_engine(url: str) -> Engine:
-    return create_engine(url, pool_pre_ping=True, future=True)
+    return create_engine(url, pool_pre_ping=True, future=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
 
 
 def migrations_dir() -> Path:

@@ -1,0 +1,18 @@
+"""A database that accepts connections and never answers fails a connect instead of hanging it."""
+
+import socket
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from tacit import db
+
+
+def test_connect_to_a_silent_server_fails_instead_of_hanging(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(db, "CONNECT_TIMEOUT_S", 2)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        engine = db.make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{silent.getsockname()[1]}/tacit")
+        with pytest.raises(OperationalError):
+            engine.connect()
