@@ -27,6 +27,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     func,
+    make_url,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -255,7 +256,9 @@ CONNECT_TIMEOUT_S = 10
 
 
 def make_engine(url: str) -> Engine:
-    return create_engine(url, pool_pre_ping=True, future=True, connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
+    postgres = make_url(url).get_backend_name() == "postgresql"  # tests also build SQLite engines here
+    connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if postgres else {}
+    return create_engine(url, pool_pre_ping=True, future=True, connect_args=connect_args)
 
 
 def migrations_dir() -> Path:
