@@ -2,10 +2,12 @@
 
 Per event, a stream processor parses the record and updates the conversation table (Faust routes a table
 write to the changelog partition of the event being processed, so this must happen while that event is
-current). Per batch (``stream.take``), the candidates are labeled, dead letters are published, and
-everything is written to Postgres in one transaction. ``take`` acknowledges a batch's records only when the
-loop body has finished, and the body only finishes once the write succeeded (it retries with backoff), so
-committed offsets never run ahead of the database.
+current). Per batch (``stream.take``), the candidates are labeled and refined, dead letters are published,
+and everything is written to Postgres in one transaction. Implicit-feedback mining decides waiting neutral
+items in the batch loop from PostgreSQL state, never from the table (see ``labelers.mining``): a table write
+there would land in the changelog partition of whatever event happens to be current. ``take`` acknowledges
+a batch's records only when the loop body has finished, and the body only finishes once the write
+succeeded (it retries with backoff), so committed offsets never run ahead of the database.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from ingest.metrics import WorkerMetrics
 from ingest.privacy import Privacy
 from ingest.sink import DeadLetter, PostgresSink, SinkBatch, backoff_delays
 from labelers.base import Labeler
-from labelers.refine import with_refinements
+from labelers.mining import Miner, Stored
+from labelers.refine import PENDING, with_refinements
+from labelers.refusal import RefusalValidator, get_validator
 from tacit.domain import ChatEvent, FeedbackCandidate, Label
 from tacit.settings import TacitSettings
 
@@ -75,14 +79,30 @@ def _rejected(message, value: bytes | None, reason: str, metrics: WorkerMetrics)
     return Observed(message.partition, message.offset, dead_letter=letter)
 
 
+def refine_and_mine(sink: PostgresSink, miner: Miner | None, validator: RefusalValidator,
+                    candidates: list[FeedbackCandidate], labels: list[Label]) -> tuple[list[tuple[FeedbackCandidate, Label]], list[tuple[Stored, Label]]]:
+    """The rows to store (raw, then refined, filtered or pending), and the stored pending items now decided.
+
+    Blocking (a query, the refusal validator's LLM if configured, and for a positive later follow-up,
+    embeddings): the agent runs it in an executor.
+    """
+    pairs = with_refinements(candidates, labels, validator)
+    if miner is None or not candidates:
+        return pairs, []
+    stored, known = sink.pending({(c.tenant, c.conversation_id) for c in candidates})
+    pairs, decided = miner.mine_batch(pairs, stored, known)
+    return pairs, [(item, label) for item, label in zip(stored, decided) if label.stage != PENDING]
+
+
 def register_agent(app: faust.App, settings: TacitSettings, sink: PostgresSink, labeler: Labeler,
-                   metrics: WorkerMetrics) -> None:
+                   metrics: WorkerMetrics, miner: Miner | None) -> None:
     source = app.topic(settings.chat_events_topic, key_type=bytes, value_type=bytes,
                        key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
     dead_letter_topic = app.topic(settings.dead_letter_topic, key_serializer="raw",
                                   value_serializer="raw", partitions=settings.partitions)
     windows = app.Table("conversations", default=None, partitions=settings.partitions)
     observe_record = make_observer(windows, settings, metrics)
+    validator = get_validator(settings)
 
     async def write_once(batch: list[Observed]) -> list[Label]:
         loop = asyncio.get_running_loop()
@@ -92,9 +112,10 @@ def register_agent(app: faust.App, settings: TacitSettings, sink: PostgresSink, 
         for letter in dead_letters:
             await dead_letter_topic.send(key=letter.key, value=letter.payload,
                                          headers={"reason": letter.reason.encode()})
-        sink_batch = SinkBatch(events=[item.event for item in batch if item.event],
-                               # refinement (issue 4): raw labels plus refined/filtered rows, per stage
-                               labeled=with_refinements(candidates, labels), dead_letters=dead_letters)
+        labeled, finalised = await loop.run_in_executor(None, refine_and_mine, sink, miner, validator, candidates,
+                                                       labels)
+        sink_batch = SinkBatch(events=[item.event for item in batch if item.event], labeled=labeled,
+                               dead_letters=dead_letters, finalised=finalised)
         await loop.run_in_executor(None, sink.write, sink_batch)
         return labels
 
@@ -119,6 +140,19 @@ def register_agent(app: faust.App, settings: TacitSettings, sink: PostgresSink, 
             highwater = app.consumer.highwater(TP(settings.chat_events_topic, partition))
             if highwater is not None:
                 metrics.lag.labels(partition=str(partition)).set(max(highwater - offset - 1, 0))
+
+    if miner is not None:
+        @app.timer(interval=miner.idle_seconds / 4)
+        async def finalise_idle_conversations() -> None:
+            """Pending items of quiet conversations become refined; a failure waits for the next tick."""
+            try:
+                loop = asyncio.get_running_loop()
+                count = await loop.run_in_executor(None, sink.finalise_idle, miner.idle_seconds)
+            except Exception as exc:  # database down: the next tick tries again
+                log.warning("pending items of idle conversations not finalised (%r)", exc)
+                return
+            if count:
+                log.info("finalised %d pending items of idle conversations", count)
 
     @app.agent(source, name="chat-events")
     async def process_chat_events(stream):

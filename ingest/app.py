@@ -9,6 +9,7 @@ from ingest.metrics import WorkerMetrics
 from ingest.sink import PostgresSink
 from ingest.transport import App
 from labelers.base import get_labeler
+from labelers.mining import Miner
 from tacit.db import make_engine
 from tacit.kafka import ensure_topics
 from tacit.settings import TacitSettings
@@ -41,7 +42,8 @@ def create_app(settings: TacitSettings, kafka_bootstrap: str, database_url: str,
         autodiscover=False,
     )
     labeler = get_labeler(settings.labeler, settings)
-    register_agent(app, settings, PostgresSink(make_engine(database_url)), labeler, metrics)
+    register_agent(app, settings, PostgresSink(make_engine(database_url)), labeler, metrics,
+                   Miner.from_settings(settings))
     return app
 
 

@@ -3,20 +3,26 @@
 A batch is written whole or not at all. The agent acknowledges a batch's Kafka records only after
 :meth:`PostgresSink.write` returned, so offsets are committed only for what is in the database; a record
 delivered again after a crash hits the same unique keys and changes nothing (or rewrites the same label).
+Each item has exactly one derived row (``refined``, ``filtered`` or ``pending``): writing one deletes the
+item's rows of the other derived stages in the same transaction, so no redelivery or relabel can leave two.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import func
+from sqlalchemy import and_, bindparam, delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
 
+from labelers.mining import Conversation as ConversationKey
+from labelers.mining import Followup, Stored
+from labelers.refine import PENDING, RAW, REFINED
 from tacit.db import Conversation, FeedbackRow, MessageRow, RejectedEvent
-from tacit.domain import ChatEvent, FeedbackCandidate, Label
+from tacit.domain import ChatEvent, FeedbackCandidate, Label, SatisfactionLevel
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +42,7 @@ class SinkBatch:
     events: Sequence[ChatEvent]
     labeled: Sequence[tuple[FeedbackCandidate, Label]]
     dead_letters: Sequence[DeadLetter]
+    finalised: Sequence[tuple[Stored, Label]] = ()  # stored pending items that mining decided
 
 
 class PostgresSink:
@@ -51,9 +58,64 @@ class PostgresSink:
                 conn.execute(MESSAGES_UPSERT, _message_rows(batch.events))
                 conn.execute(CONVERSATIONS_UPSERT, _conversation_rows(batch.events))
             if batch.labeled:
-                conn.execute(FEEDBACK_UPSERT, _feedback_rows(batch.labeled))
+                rows = _feedback_rows(batch.labeled)
+                if derived := _other_derived_rows(rows):
+                    conn.execute(OTHER_DERIVED_DELETE, derived)
+                conn.execute(FEEDBACK_UPSERT, rows)
+            if batch.finalised:
+                conn.execute(PENDING_FINALISE, _finalised_rows(batch.finalised))
             if batch.dead_letters:
                 conn.execute(REJECTED_INSERT, _rejected_rows(batch.dead_letters))
+
+    def pending(self, conversations: Collection[ConversationKey]) -> tuple[list[Stored], list[Followup]]:
+        """The pending items of ``conversations`` (not empty), and the stored follow-ups after them.
+
+        Two queries on the feedback key's index; the second only when there are pending items.
+        """
+        in_conversations = tuple_(FeedbackRow.tenant, FeedbackRow.conversation_id).in_
+        with self.engine.connect() as conn:
+            rows = conn.execute(_with_followup_text(in_conversations(conversations), PENDING))
+            stored = [_stored(row) for row in rows]
+            if not stored:
+                return [], []
+            first: dict[ConversationKey, int] = {}
+            for item in stored:
+                key = item.followup.conversation
+                first[key] = min(item.followup.turn, first.get(key, item.followup.turn))
+            rows = conn.execute(_with_followup_text(in_conversations(first), RAW))
+            known = [_stored(row).followup for row in rows]
+        return stored, [f for f in known if f.turn > first[f.conversation]]
+
+    def finalise_idle(self, idle_seconds: float) -> int:
+        """Pending items of conversations quiet for ``idle_seconds`` become ``refined``, level unchanged.
+
+        Idle is measured on ``ingested_at`` (when the worker stored a message), not on the messages' own
+        timestamps, which replayed logs set far in the past.
+        """
+        recent = select(MessageRow.id).where(
+            MessageRow.tenant == FeedbackRow.tenant,
+            MessageRow.conversation_id == FeedbackRow.conversation_id,
+            MessageRow.ingested_at > func.now() - timedelta(seconds=idle_seconds)).exists()
+        with self.engine.begin() as conn:
+            return conn.execute(update(FeedbackRow).where(FeedbackRow.stage == PENDING, ~recent)
+                                .values(id=FRESH_ID, stage=REFINED, updated_at=func.now())).rowcount
+
+
+def _with_followup_text(where, stage: str):
+    """Feedback rows of ``stage`` matching ``where``, each with the text of its follow-up message."""
+    followup = and_(MessageRow.tenant == FeedbackRow.tenant,
+                    MessageRow.conversation_id == FeedbackRow.conversation_id,
+                    MessageRow.turn_index == FeedbackRow.followup_turn)
+    return (select(FeedbackRow.__table__, MessageRow.content).join(MessageRow, followup)
+            .where(where, FeedbackRow.stage == stage))
+
+
+def _stored(row) -> Stored:
+    level = SatisfactionLevel(row.level)
+    label = Label(level, row.confidence, row.reason, row.labeler_id, row.labeler_version, row.stage)
+    followup = Followup((row.tenant, row.conversation_id), row.labeler_id, row.followup_turn, row.content,
+                        level, row.confidence)
+    return Stored(row.response_turn, followup, label)
 
 
 MESSAGES_UPSERT = insert(MessageRow).on_conflict_do_nothing(constraint="uq_messages_key")
@@ -133,6 +195,50 @@ def _feedback_rows(labeled: Sequence[tuple[FeedbackCandidate, Label]]) -> list[d
             "labeler_id": label.labeler_id, "labeler_version": label.labeler_version, "stage": label.stage,
         }
     return list(rows.values())
+
+
+KEY_COLUMNS = ("tenant", "conversation_id", "response_turn", "labeler_id")
+
+
+def _same_item(stage):
+    """Rows of the item (tenant, conversation, reply, labeler) bound as ``key_<column>``, of ``stage``.
+
+    Prefixed names: an UPDATE may not bind a column's own name in its WHERE clause.
+    """
+    same = (FeedbackRow.__table__.c[column] == bindparam(f"key_{column}") for column in KEY_COLUMNS)
+    return and_(*same, stage)
+
+
+def _item_key(tenant: str, conversation_id: str, response_turn: int, labeler_id: str) -> dict:
+    return {"key_tenant": tenant, "key_conversation_id": conversation_id, "key_response_turn": response_turn,
+            "key_labeler_id": labeler_id}
+
+
+OTHER_DERIVED_DELETE = delete(FeedbackRow).where(_same_item(
+    (FeedbackRow.stage != RAW) & (FeedbackRow.stage != bindparam("stage"))))
+
+# A finalised row takes a fresh id: `tacit schedule` counts refined rows above the last run's id watermark
+# as new labels, and a finalised item is one (nothing references feedback ids).
+FRESH_ID = func.nextval(func.pg_get_serial_sequence(FeedbackRow.__tablename__, "id"))
+
+PENDING_FINALISE = update(FeedbackRow).where(_same_item(FeedbackRow.stage == PENDING)).values(
+    id=FRESH_ID, stage=bindparam("new_stage"), level=bindparam("new_level"),
+    confidence=bindparam("new_confidence"), reason=bindparam("new_reason"), updated_at=func.now())
+
+
+def _other_derived_rows(rows: Sequence[dict]) -> list[dict]:
+    """Parameters of :data:`OTHER_DERIVED_DELETE` for the derived ones among feedback ``rows``."""
+    return [{**_item_key(*(row[column] for column in KEY_COLUMNS)), "stage": row["stage"]}
+            for row in rows if row["stage"] != RAW]
+
+
+def _finalised_rows(finalised: Sequence[tuple[Stored, Label]]) -> list[dict]:
+    return [
+        {**_item_key(*item.followup.conversation, item.response_turn, label.labeler_id),
+         "new_stage": label.stage, "new_level": int(label.level), "new_confidence": label.confidence,
+         "new_reason": label.reason}
+        for item, label in finalised
+    ]
 
 
 REJECTED_INSERT = insert(RejectedEvent).on_conflict_do_nothing(constraint="uq_rejected_events_source")

@@ -9,6 +9,7 @@ negative against all the rest, so the AUC says how well the score finds the nega
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from tacit.errors import TacitError
 
 LEVELS = [int(level) for level in SatisfactionLevel]
 BATCH = 500
+SAMPLE_SEED = 0
 READERS: dict[str, Callable[[Path], list[LabeledCandidate]]] = {
     "labeled": read_labeled, "eurtad": read_eurtad, "dbdc3": read_dbdc3,
 }
@@ -47,7 +49,12 @@ class EvalReport:
     items_per_s: float
 
 
-def read_items(path: Path, format_name: str) -> list[LabeledCandidate]:
+def read_items(path: Path, format_name: str, limit: int | None = None) -> list[LabeledCandidate]:
+    """The file's items, or a seeded random sample of ``limit`` of them in file order.
+
+    A sample rather than the first ``limit``: files are grouped by dialogue or source, and a slow labeler
+    (an LLM on a CPU) must be measured on a representative few hundred items, the same ones every run.
+    """
     try:
         reader = READERS[format_name]
     except KeyError:
@@ -55,7 +62,9 @@ def read_items(path: Path, format_name: str) -> list[LabeledCandidate]:
     items = reader(path)
     if not items:
         raise TacitError(f"{path} holds no labeled follow-ups; check --format.")
-    return items
+    if limit is None or limit >= len(items):
+        return items
+    return [items[i] for i in sorted(random.Random(SAMPLE_SEED).sample(range(len(items)), limit))]
 
 
 def score(label: Label) -> float:
@@ -93,7 +102,8 @@ def _auc(truth: list[int], scores: list[float]) -> tuple[float | None, str]:
 
 
 def format_report(report: EvalReport) -> str:
-    lines = [f"{report.items} items, {report.items_per_s:,.0f} items/s",
+    rate = f"{report.items_per_s:,.0f}" if report.items_per_s >= 100 else f"{report.items_per_s:.3g}"  # LLMs: < 1
+    lines = [f"{report.items} items, {rate} items/s",
              "level  precision  recall  human  labeler"]
     lines += [f"{level:>5}  {s.precision:9.3f}  {s.recall:6.3f}  {s.support:5d}  {s.predicted:7d}"
               for level, s in report.per_level.items()]

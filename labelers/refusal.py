@@ -10,9 +10,12 @@ safe, and a reply that goes on to help ("I can't browse, but here is ...") count
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
 
-from tacit.domain import FeedbackCandidate, SatisfactionLevel
+from tacit.domain import FeedbackCandidate, Label, SatisfactionLevel
+from tacit.settings import TacitSettings
 
 MAX_REFUSAL_CHARS = 300
 QUERY_HEAD_CHARS = 1000
@@ -48,7 +51,13 @@ def is_refusal(response: str) -> bool:
     return len(response) < MAX_REFUSAL_CHARS and _REFUSAL.search(response) is not None
 
 
-def validate(candidate: FeedbackCandidate) -> RefusalVerdict | None:
+class RefusalValidator(Protocol):
+    """Decides the short refusals of a batch: batches, so that a model-backed validator asks in parallel."""
+
+    def validate(self, candidates: Sequence[FeedbackCandidate]) -> list[RefusalVerdict | None]: ...
+
+
+def heuristic_verdict(candidate: FeedbackCandidate) -> RefusalVerdict | None:
     """The refusal's verdict, or None when the reply is not a short refusal (nothing to validate)."""
     response = candidate.response.content
     if not is_refusal(response):
@@ -61,3 +70,28 @@ def validate(candidate: FeedbackCandidate) -> RefusalVerdict | None:
         return RefusalVerdict(SatisfactionLevel.SATISFACTION,
                               f"refusal: justified, harmful query ({harmful.group(0)!r})")
     return RefusalVerdict(SatisfactionLevel.REJECTION, "refusal: false, the query is safe")
+
+
+class HeuristicValidator:
+    def validate(self, candidates: Sequence[FeedbackCandidate]) -> list[RefusalVerdict | None]:
+        return [heuristic_verdict(candidate) for candidate in candidates]
+
+
+HEURISTIC = HeuristicValidator()
+
+
+def get_validator(settings: TacitSettings) -> RefusalValidator:
+    """The validator TACIT_REFUSAL_VALIDATOR names; the LLM's module is imported only when chosen."""
+    if settings.refusal_validator == "llm":
+        from labelers.refusal_llm import LLMRefusalValidator
+
+        return LLMRefusalValidator.from_settings(settings)
+    return HEURISTIC
+
+
+def validated(validator: RefusalValidator, candidates: Sequence[FeedbackCandidate],
+              labels: Sequence[Label]) -> list[Label]:
+    """The labels after refusal validation: a verdict that decides a level overrides it and says why."""
+    return [label if verdict is None or verdict.level is None
+            else replace(label, level=verdict.level, reason=f"{verdict.reason}; was {label.reason}")
+            for label, verdict in zip(labels, validator.validate(candidates), strict=True)]

@@ -2,9 +2,11 @@
 
 The messages in PostgreSQL are the source of truth; labels are derived data. Conversations are read in
 chunks, their follow-up candidates rebuilt exactly as the worker builds them (same window), labeled and
-refined, and upserted on the feedback table's natural key, so a second run rewrites the same rows. An
-item that moved between ``refined`` and ``filtered`` loses its row of the other stage first, so it never
-has both.
+refined, mined, and upserted on the feedback table's natural key, so a second run rewrites the same rows.
+An item that moved between derived stages loses its row of the other stage (the sink does that), so it
+never has two. Mining sees each conversation as stored: a neutral item with fewer than two later follow-ups
+stays ``pending``, as in the worker, and the idle sweep the worker runs finalises those of quiet
+conversations at the end (every tenant's, like the worker's).
 """
 
 from __future__ import annotations
@@ -14,15 +16,17 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy import func, select, tuple_
 from sqlalchemy.engine import Connection, Engine, Row
 
 from ingest.conversations import ConversationWindow, observe
 from ingest.sink import PostgresSink, SinkBatch
 from labelers.base import Labeler
-from labelers.refine import DERIVED_STAGES, with_refinements
-from tacit.db import Conversation, FeedbackRow, MessageRow
-from tacit.domain import ChatEvent, FeedbackCandidate, Label, Role
+from labelers.mining import Miner
+from labelers.refine import with_refinements
+from labelers.refusal import HEURISTIC, RefusalValidator
+from tacit.db import Conversation, MessageRow
+from tacit.domain import ChatEvent, FeedbackCandidate, Role
 
 CONVERSATIONS_PER_CHUNK = 200
 
@@ -48,7 +52,8 @@ def count_conversations(engine: Engine, scope: Scope) -> int:
         return conn.scalar(select(func.count()).select_from(scope.conversations().subquery()))
 
 
-def relabel(engine: Engine, labeler: Labeler, scope: Scope, window: int,
+def relabel(engine: Engine, labeler: Labeler, scope: Scope, window: int, miner: Miner | None,
+            validator: RefusalValidator = HEURISTIC,
             on_chunk: Callable[[int], None] = lambda conversations: None) -> Counter[str]:
     """Relabel the conversations in ``scope``; returns the number of rows written per stage."""
     sink = PostgresSink(engine)
@@ -57,11 +62,14 @@ def relabel(engine: Engine, labeler: Labeler, scope: Scope, window: int,
         with engine.connect() as conn:
             candidates = _candidates(conn, keys, window)
         if candidates:
-            pairs = with_refinements(candidates, labeler.label(candidates))
-            _drop_other_stage(engine, pairs[len(candidates):])  # raw pairs come first, then derived ones
+            pairs = with_refinements(candidates, labeler.label(candidates), validator)
+            if miner is not None:
+                pairs, _ = miner.mine_batch(pairs)
             sink.write(SinkBatch(events=(), labeled=pairs, dead_letters=()))
             written.update(label.stage for _, label in pairs)
         on_chunk(len(keys))
+    if miner is not None:
+        sink.finalise_idle(miner.idle_seconds)
     return written
 
 
@@ -93,13 +101,3 @@ def _event(row: Row) -> ChatEvent:
                      turn_index=row.turn_index, role=Role(row.role), content=row.content, user_id=row.user_id,
                      assistant_model=row.assistant_model, timestamp=row.created_at, language=row.language,
                      metadata=row.metadata)
-
-
-def _drop_other_stage(engine: Engine, derived: Sequence[tuple[FeedbackCandidate, Label]]) -> None:
-    """Delete the derived row of the stage each item no longer has (refined <-> filtered)."""
-    stale = [(c.tenant, c.conversation_id, c.response.turn_index, label.labeler_id, other)
-             for c, label in derived for other in DERIVED_STAGES if other != label.stage]
-    key = tuple_(FeedbackRow.tenant, FeedbackRow.conversation_id, FeedbackRow.response_turn,
-                 FeedbackRow.labeler_id, FeedbackRow.stage)
-    with engine.begin() as conn:
-        conn.execute(delete(FeedbackRow).where(key.in_(stale)))

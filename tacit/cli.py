@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
+from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -17,6 +18,9 @@ from rich.console import Console
 from tacit import stack
 from tacit.errors import TacitError
 from tacit.settings import TacitSettings, get_settings
+
+if TYPE_CHECKING:
+    from rlhi.analysis import UserDistribution
 
 console = Console(stderr=True)
 app = typer.Typer(
@@ -237,12 +241,14 @@ def labelers_eval(
     format_name: Annotated[str, typer.Option("--format", help="'eurtad', 'dbdc3' (their derived files in "
                                              "shared/data) or 'labeled' (JSONL: history, query, response, "
                                              "followup, level).")] = "labeled",
+    limit: Annotated[int | None, typer.Option(min=1, help="Evaluate a random sample of this many items, the "
+                                              "same each run (for slow labelers).")] = None,
 ) -> None:
     """Compare a labeler with human labels: per-level precision/recall, confusion matrix, ROC-AUC, items/s."""
     from labelers import get_labeler
     from labelers.evaluation import evaluate, format_report, read_items
 
-    report = evaluate(get_labeler(labeler, _settings()), read_items(data, format_name))
+    report = evaluate(get_labeler(labeler, _settings()), read_items(data, format_name, limit))
     print(format_report(report))
 
 
@@ -252,10 +258,12 @@ def relabel(
     tenant: Annotated[str | None, typer.Option(help="Only this tenant's conversations.")] = None,
     since: Annotated[datetime | None, typer.Option(help="Only conversations seen since then (ISO time).")] = None,
 ) -> None:
-    """Derive the labels again (raw, refined, filtered) from the stored messages; safe to run twice."""
+    """Derive the labels again (raw, refined, filtered, pending) from the stored messages; safe to run twice."""
     from rich.progress import Progress
 
     from labelers import get_labeler
+    from labelers.mining import Miner
+    from labelers.refusal import get_validator
     from labelers.relabel import Scope, count_conversations
     from labelers.relabel import relabel as run_relabel
     from tacit.db import make_engine
@@ -266,8 +274,8 @@ def relabel(
     chosen = get_labeler(labeler or settings.labeler, settings)
     with Progress(console=console) as progress:
         task = progress.add_task("conversations", total=count_conversations(engine, scope))
-        written = run_relabel(engine, chosen, scope, settings.conversation_window,
-                              on_chunk=lambda done: progress.advance(task, done))
+        written = run_relabel(engine, chosen, scope, settings.conversation_window, Miner.from_settings(settings),
+                              get_validator(settings), on_chunk=lambda done: progress.advance(task, done))
     stages = ", ".join(f"{stage} {count}" for stage, count in sorted(written.items())) or "nothing"
     console.print(f"relabeled with {chosen.labeler_id} {chosen.version}: {stages}")
 
@@ -458,14 +466,33 @@ def _print_version(version_id: int, *, details: bool = False) -> None:
 # ------------------------------------------------------------------------------------------ RLHI (issue 7)
 
 pairs_app = typer.Typer(help="Preference pairs from users' re-attempts (RLHI).", no_args_is_help=True)
-personas_app = typer.Typer(help="Extractive user personas (RLHI).", no_args_is_help=True)
+personas_app = typer.Typer(help="User personas (RLHI): extractive, or summarised by an LLM.", no_args_is_help=True)
 export_app = typer.Typer(help="Write training data for DPO and reward-model trainers.", no_args_is_help=True)
 app.add_typer(pairs_app, name="pairs")
 app.add_typer(personas_app, name="personas")
 app.add_typer(export_app, name="export")
+dpo_app = typer.Typer(help="Train a local policy with DPO on pairs ranked by the reward model.",
+                      no_args_is_help=True)
+app.add_typer(dpo_app, name="dpo")
 TenantOption = Annotated[str | None, typer.Option(help="Only this tenant (default: all).")]
 PersonaOption = Annotated[bool, typer.Option(help="Include each user's persona (`tacit personas build`).")]
 OutOption = Annotated[Path, typer.Option(help="Output file, .jsonl or .parquet.")]
+MarginOption = Annotated[float | None, typer.Option(min=0, help="Least reward gap of a pair (default: "
+                                                    "TACIT_RANK_MARGIN); closer replies are ties, left out.")]
+ScoringUrlOption = Annotated[str | None, typer.Option(help="Scoring service (default: http://TACIT_SERVE_HOST:PORT).")]
+
+
+def _margin(margin: float | None) -> float:
+    return _settings().rank_margin if margin is None else margin
+
+
+def _scoring_client(url: str | None):
+    """A client of the running scoring service, with the key TACIT_API_KEY."""
+    from serving.client import ScoringClient
+
+    settings = _settings()
+    api_key = settings.api_key.get_secret_value() if settings.api_key else None
+    return ScoringClient(url or f"http://{settings.serve_host}:{settings.serve_port}", api_key=api_key)
 
 
 @pairs_app.command("build")
@@ -476,12 +503,85 @@ def pairs_build(tenant: TenantOption = None) -> None:
     console.print(f"{build_pairs(_registry(), tenant)} re-attempt pairs stored")
 
 
-@personas_app.command("build")
-def personas_build(tenant: TenantOption = None) -> None:
-    """Rebuild the persona of every user with a known id from their history; idempotent."""
-    from rlhi.personas import build_personas
+@pairs_app.command("rank")
+def pairs_rank(
+    tenant: TenantOption = None,
+    margin: MarginOption = None,
+    url: ScoringUrlOption = None,
+) -> None:
+    """Pairs ranked by the running scoring service: among stored replies to the same prompt (regenerations,
+    branches, the same question in other conversations), the best against the worst; idempotent."""
+    from rlhi.ranking import rank, store_pairs, stored_groups
 
-    console.print(f"{build_personas(_registry(), tenant)} personas stored")
+    engine = _registry()
+    groups = [group for group in stored_groups(engine, tenant) if len(group.candidates) >= 2]
+    console.print(f"{len(groups)} prompts with several replies")
+    with _scoring_client(url) as client:
+        stored = store_pairs(engine, rank(client, groups, _margin(margin)))
+    console.print(f"{stored} reward-model pairs stored")
+
+
+class PersonaMethod(str, Enum):
+    extractive = "extractive"
+    llm = "llm"
+
+
+@personas_app.command("build")
+def personas_build(
+    tenant: TenantOption = None,
+    method: Annotated[PersonaMethod, typer.Option(help="extractive, or llm: the LLM at TACIT_LLM_URL rewrites "
+                                                  "each extractive persona as a few sentences.")] = "extractive",
+    if_older_than: Annotated[float | None, typer.Option(min=0, help="Hours: rebuild only when the oldest persona is "
+                                                        "older (or none exists), so cron can call it often.")] = None,
+) -> None:
+    """Rebuild the persona of every user with a known id from their history; idempotent."""
+    from datetime import timedelta
+
+    from rlhi.personas import build_personas, refresh_due
+
+    engine = _registry()
+    if if_older_than is not None and not refresh_due(engine, tenant, timedelta(hours=if_older_than)):
+        console.print(f"personas are younger than {if_older_than:g} h: nothing to rebuild")
+        return
+    summariser = None
+    if method is PersonaMethod.llm:
+        from rlhi.persona_summary import PersonaSummariser
+
+        summariser = PersonaSummariser.from_settings(_settings())
+    console.print(f"{build_personas(engine, tenant, summariser=summariser)} personas stored ({method.value})")
+
+
+@dpo_app.command("online")
+def dpo_online(
+    out: Annotated[Path, typer.Option(help="Directory to save the trained policy in.")],
+    prompts: Annotated[Path | None, typer.Option(exists=True, dir_okay=False, help="JSONL of prompts: "
+                       "{\"prompt\": [messages] or text}, e.g. from `tacit export dpo`; default: stored prompts.")] = None,
+    tenant: TenantOption = None,
+    limit: Annotated[int, typer.Option(min=1, help="Most prompts to sample for.")] = 16,
+    candidates: Annotated[int, typer.Option(min=2, help="Replies sampled per prompt.")] = 4,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Longest sampled reply, in tokens.")] = 64,
+    steps: Annotated[int, typer.Option(min=1, help="DPO optimizer steps.")] = 10,
+    batch_size: Annotated[int, typer.Option(min=1, help="Pairs per DPO step.")] = 2,
+    policy: Annotated[Path | None, typer.Option(exists=True, file_okay=False, help="Policy checkpoint, e.g. an "
+                      "earlier run's --out (default: the bundled SmolLM2-135M-Instruct).")] = None,
+    margin: MarginOption = None,
+    url: ScoringUrlOption = None,
+) -> None:
+    """Sample replies from a local policy, rank them with the running scoring service, store the
+    best-versus-worst pairs and train the policy on them with TRL's DPOTrainer."""
+    from rlhi.online_dpo import SOURCE, OnlineDPOConfig, prompts_from_file, run_online_dpo
+    from rlhi.ranking import store_pairs, stored_groups
+
+    settings = _settings()
+    engine = _registry()
+    groups = (prompts_from_file(prompts, tenant or settings.default_tenant) if prompts is not None
+              else stored_groups(engine, tenant))[:limit]
+    if not groups:
+        raise TacitError("No prompts: pass --prompts FILE, or store conversations first (`tacit replay`).")
+    config = OnlineDPOConfig(out, policy, candidates, max_new_tokens, steps, batch_size, margin=_margin(margin))
+    with _scoring_client(url) as client:
+        pairs = run_online_dpo(config, groups, client, settings.precision, report=console.print)
+    console.print(f"{store_pairs(engine, pairs, SOURCE)} online-DPO pairs stored")
 
 
 @export_app.command("dpo")
@@ -502,6 +602,92 @@ def export_rm(out: OutOption, tenant: TenantOption = None, persona: PersonaOptio
     records = rm_records(_registry(), tenant, persona)
     write_records(records, out)
     console.print(f"{len(records)} items written to {out}")
+
+
+# -------------------------------------------------------------------------------------- analysis (issue 7)
+
+analyze_app = typer.Typer(help="Analyses of the labeled data in the store.", no_args_is_help=True)
+app.add_typer(analyze_app, name="analyze")
+
+
+def _user_counts(value: str | None) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in value.split(",")) if value else ()
+    except ValueError:
+        raise typer.BadParameter(f"{value!r}: give comma-separated whole numbers, e.g. 1,4,16") from None
+    if any(count < 1 for count in counts):
+        raise typer.BadParameter("user counts must be at least 1")
+    return counts
+
+
+@analyze_app.command("users")
+def analyze_users(
+    tenant: TenantOption = None,
+    subset_size: Annotated[int, typer.Option(help="Training examples of every model (at least 32).")] = 128,
+    user_counts: Annotated[str | None, typer.Option(
+        help="Distinct users per training subset, comma-separated (default: from the fewest users that can "
+             "fill a subset, times 4, up to --subset-size users).")] = None,
+    seeds: Annotated[int, typer.Option(min=1, help="Models per user count (a different draw and initialisation).")] = 3,
+    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps per model (TACIT_TRAIN_BATCH_SIZE each).")] = 20,
+    out: Annotated[Path, typer.Option(help="Directory for user_diversity.csv, .json and .png.")] = Path("analysis"),
+) -> None:
+    """Examples per user, then the user-diversity experiment of WildReward on the stored labels.
+
+    It holds out the trainer's evaluation users (TACIT_HOLDOUT_FRACTION, split by user), draws training
+    subsets of --subset-size examples from different numbers of the other users (few users with many
+    examples each, up to many users with one or two each), trains one model per subset and seed with the
+    trainer's code and settings, in this process, and evaluates all of them on the same held-out users:
+    accuracy, MAE, QWK, ECE, ROC-AUC. Does a model learn more from many people than from a few?
+
+    Limits: each model sees a few hundred examples for a few steps, so differences between user counts are
+    often within the spread over seeds (shown as ±). WildReward's finding rests on tens of thousands of
+    examples; read a small store's result as a measurement of this data, not a test of the paper. Costs
+    about (user counts x seeds x steps) training steps on the CPU.
+    """
+    from rich.table import Table
+
+    from rlhi.analysis import (
+        METRICS,
+        DiversityConfig,
+        UserDistribution,
+        summarise,
+        user_diversity,
+        write_outputs,
+    )
+    from trainer.dataset import Selection, load_examples
+
+    engine = _registry()
+    examples = load_examples(engine, Selection(tenants=(tenant,) if tenant else ()))
+    engine.dispose()
+    out_console = Console()
+    _print_user_distribution(out_console, UserDistribution.of(examples))
+    config = DiversityConfig(subset_size, _user_counts(user_counts), seeds, steps)
+    experiment = user_diversity(examples, _settings(), config, on_run=lambda run: console.print(
+        f"{run.users} users, seed {run.seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in run.metrics.items())))
+    table = Table("users", "examples", *METRICS, title=f"user diversity: evaluated on {experiment.eval_examples} "
+                  f"examples of {experiment.eval_users} held-out users, mean ± std over {seeds} seeds")
+    for row in summarise(experiment):
+        table.add_row(str(row.users), str(row.examples),
+                      *(f"{row.mean[name]:.3f} ± {row.std[name]:.3f}" for name in METRICS))
+    out_console.print(table)
+    for path in write_outputs(experiment, out):
+        console.print(f"wrote {path}")
+
+
+def _print_user_distribution(out: Console, distribution: UserDistribution) -> None:
+    """Users, examples, how concentrated they are, and a histogram of examples per user."""
+    from rich.table import Table
+
+    table = Table("", "", title="labeled examples per user (refined stage, all levels)", show_header=False)
+    for name, value in (("users", distribution.users), ("examples", distribution.examples),
+                        ("top 1% of users hold", f"{distribution.top_share(0.01):.1%}"),
+                        ("top 10% of users hold", f"{distribution.top_share(0.1):.1%}")):
+        table.add_row(name, str(value))
+    out.print(table)
+    histogram = distribution.histogram()
+    widest = max((users for _, users in histogram), default=1)
+    for bucket, users in histogram:
+        out.print(f"{bucket:>11s} examples  {users:6d} users  {'█' * round(30 * users / widest)}")
 
 
 @app.command()
@@ -525,17 +711,12 @@ def score(
     texts: Annotated[list[str] | None, typer.Argument(help="Texts to score (already in the model's layout).")] = None,
     pairs: Annotated[Path | None, typer.Option(exists=True, dir_okay=False,
                                                help="HH-RLHF preference file: print pairwise accuracy.")] = None,
-    url: Annotated[str | None, typer.Option(help="Scoring service (default: http://TACIT_SERVE_HOST:PORT).")] = None,
+    url: ScoringUrlOption = None,
 ) -> None:
     """Score texts, or a preference file's pairs, with a running scoring service."""
-    from serving.client import ScoringClient
-
-    settings = _settings()
-    base_url = url or f"http://{settings.serve_host}:{settings.serve_port}"
     if not texts and pairs is None:
         raise typer.BadParameter("give texts to score, or --pairs FILE")
-    api_key = settings.api_key.get_secret_value() if settings.api_key else None
-    with ScoringClient(base_url, api_key=api_key) as client:
+    with _scoring_client(url) as client:
         if pairs is not None:
             from trainer.evaluate import load_hh_pairs, pairwise_accuracy
 

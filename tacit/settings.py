@@ -24,6 +24,7 @@ from pydantic_settings import (
 )
 
 Precision = Literal["auto", "float32"]
+Quantization = Literal["int8"]  # of a served model's Linear layers (issue 6)
 
 
 def _config_file() -> Path:
@@ -108,6 +109,10 @@ class TacitSettings(BaseSettings):
     serve_ray_min_replicas: int = Field(1, ge=1, description="`tacit serve --ray`: autoscaling floor.")
     serve_ray_max_replicas: int = Field(1, ge=1, description="`tacit serve --ray`: autoscaling ceiling.")
     serve_ray_target_requests: int = Field(8, ge=1, description="Ongoing requests per replica to aim for.")
+    # --- serving engine speed (issue 6) ---
+    serve_quantize: Quantization | None = Field(
+        None, description="int8: dynamic int8 Linear layers (CPU only); unset: the model in `precision`."
+    )
 
     # --- API keys and the ingest gateway (issues 3 and 6) ---
     require_api_keys: bool = Field(
@@ -144,6 +149,22 @@ class TacitSettings(BaseSettings):
         0.1, gt=0, le=1, description="Cascade: most LLM-judged share of all items; unset: no share limit.")
     cascade_llm_per_minute: float | None = Field(
         None, gt=0, description="Cascade: most LLM-judged items per minute; unset: no rate limit.")
+
+    # --- refusal validation (issue 4) ---
+    refusal_validator: Literal["heuristic", "llm"] = Field(
+        "heuristic", description="Who decides short refusals: keyword heuristic, or the LLM at TACIT_LLM_URL.")
+
+    # --- implicit-feedback mining (issue 4) ---
+    mining_enabled: bool = Field(
+        True, description="Neutral items wait for two later follow-ups and take a positive, similar one's level.")
+    mining_threshold: float = Field(
+        0.55, ge=-1, le=1, description="Least MiniLM cosine between the two follow-ups for a mined label.")
+    mining_idle_seconds: float = Field(
+        600.0, gt=0, description="A conversation this long without a new message finalises its pending items.")
+
+    # --- RLHI: pairs ranked by the served reward model, online DPO (issue 7) ---
+    rank_margin: float = Field(
+        0.1, ge=0, description="Least reward gap between a ranked pair's replies; closer ones are ties, left out.")
 
     @field_validator("data_dir")
     @classmethod

@@ -13,12 +13,14 @@ from sqlalchemy.engine import Engine
 
 from ingest.sink import PostgresSink, SinkBatch
 from labelers.refine import FILTERED, REFINED
+from labelers.refusal_llm import LLMRefusalValidator
 from labelers.relabel import Scope, relabel
 from labelers.rules import RulesLabeler
 from tacit import stack
 from tacit.db import Conversation, FeedbackRow, MessageRow, make_engine
 from tacit.domain import ChatEvent, Role
 from tacit.settings import TacitSettings
+from tests.unit.llm_server import Server, completion, connect
 
 TENANT = "relabel-test"
 BREAD = "Mix flour, water, salt and yeast, knead for ten minutes, let it rise for an hour, then bake it."
@@ -60,7 +62,7 @@ def engine(settings: TacitSettings, embedded_stack) -> Iterator[Engine]:
 
 def test_relabel_derives_every_stage_and_is_idempotent(settings: TacitSettings, engine: Engine) -> None:
     store_messages(engine)
-    written = relabel(engine, RulesLabeler(), Scope(tenant=TENANT), settings.conversation_window)
+    written = relabel(engine, RulesLabeler(), Scope(tenant=TENANT), settings.conversation_window, None)
     assert written == {"raw": 3, REFINED: 2, FILTERED: 1}
 
     first = rows(engine)
@@ -73,7 +75,7 @@ def test_relabel_derives_every_stage_and_is_idempotent(settings: TacitSettings, 
     assert next(r for _, c, s, _, r in first if (c, s) == ("cat", FILTERED)).startswith(
         "filtered: image generation request")
 
-    relabel(engine, RulesLabeler(), Scope(tenant=TENANT), settings.conversation_window)
+    relabel(engine, RulesLabeler(), Scope(tenant=TENANT), settings.conversation_window, None)
     assert rows(engine) == first  # same rows, same ids: nothing changed
 
     with engine.begin() as conn:  # the bread query becomes an image request: refined -> filtered
@@ -87,3 +89,14 @@ def test_relabel_derives_every_stage_and_is_idempotent(settings: TacitSettings, 
     assert "raw 3" in result.stderr
     stages = {(c, s) for _, c, s, _, _ in rows(engine)}
     assert ("bread", FILTERED) in stages and ("bread", REFINED) not in stages
+
+
+def test_relabel_asks_the_given_refusal_validator(settings: TacitSettings, engine: Engine) -> None:
+    store_messages(engine)
+    server = Server(completion("[[false_refusal]] The question is harmless."))  # against the heuristic's verdict
+    relabel(engine, RulesLabeler(), Scope(tenant=TENANT), settings.conversation_window, None,
+            connect(LLMRefusalValidator, server))
+    bomb = {stage: (level, reason) for _, c, stage, level, reason in rows(engine) if c == "bomb"}
+    level, reason = bomb[REFINED]
+    assert level == 1 and reason.startswith("refusal (llm): false, the query is safe: The question is harmless.; was ")
+    assert len(server.requests) == 1  # only the refusal was asked about

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import gzip
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from labelers.evaluation import evaluate, read_items, score
+from labelers.evaluation import evaluate, format_report, read_items, score
 from labelers.human_data import read_dbdc3, read_eurtad
 from labelers.rules import RulesLabeler
 from tacit.cli import app
@@ -94,3 +95,17 @@ def test_cli_prints_the_report(tmp_path: Path) -> None:
                                       "--format", "eurtad"])
     assert result.exit_code == 0, result.output
     assert "ROC-AUC, not negative (3) vs negative (1-2): 1.000" in result.output
+
+
+def test_limit_samples_the_same_items_in_file_order(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "l.jsonl", [labeled(f"question {i}?", 3) for i in range(50)])
+    sample = [item.candidate.followup.content for item in read_items(path, "labeled", limit=5)]
+    assert len(set(sample)) == 5 and sample == sorted(sample, key=lambda text: int(text.split()[1][:-1]))
+    assert sample != [f"question {i}?" for i in range(5)]  # spread over the file, not its head
+    assert [item.candidate.followup.content for item in read_items(path, "labeled", limit=5)] == sample
+    assert len(read_items(path, "labeled", limit=500)) == 50
+
+
+def test_a_slow_labeler_s_rate_keeps_its_decimals(tmp_path: Path) -> None:
+    report = evaluate(RulesLabeler(), read_items(write_jsonl(tmp_path / "l.jsonl", [labeled("thanks!", 5)]), "labeled"))
+    assert format_report(replace(report, items_per_s=0.0249)).startswith("1 items, 0.0249 items/s")

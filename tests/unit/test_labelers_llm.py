@@ -1,18 +1,15 @@
 """The LLM labeler's protocol against a scripted OpenAI-compatible server (httpx.MockTransport)."""
 
-import json
-import threading
-import time
-
 import httpx
 import pytest
 
-from labelers import llm
+from labelers import chat, llm
 from labelers.llm import JudgeConfig, LLMLabeler
 from labelers.prompt import SYSTEM, parse, render
 from tacit.domain import FeedbackCandidate, Message, Role, SatisfactionLevel
 from tacit.errors import TacitError
 from tacit.settings import TacitSettings
+from tests.unit.llm_server import Server, completion, connect
 
 
 def candidate(followup: str) -> FeedbackCandidate:
@@ -24,42 +21,13 @@ def candidate(followup: str) -> FeedbackCandidate:
     )
 
 
-def completion(content: str, status: int = 200) -> httpx.Response:
-    return httpx.Response(status, json={"choices": [{"message": {"role": "assistant", "content": content}}]})
-
-
-class Server:
-    """Answers each request with the next scripted reply (the last one repeats) and records the requests."""
-
-    def __init__(self, *replies: httpx.Response | Exception, delay: float = 0.0) -> None:
-        self.replies = list(replies)
-        self.delay = delay
-        self.requests: list[dict] = []
-        self.in_flight = self.most_in_flight = 0
-        self.lock = threading.Lock()
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        with self.lock:
-            self.requests.append(json.loads(request.content))
-            self.in_flight += 1
-            self.most_in_flight = max(self.most_in_flight, self.in_flight)
-            reply = self.replies.pop(0) if len(self.replies) > 1 else self.replies[0]
-        time.sleep(self.delay)
-        with self.lock:
-            self.in_flight -= 1
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
-
-
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch):
-    monkeypatch.setattr(llm, "BACKOFF_S", 0.001)
+    monkeypatch.setattr(chat, "BACKOFF_S", 0.001)
 
 
 def judge(server: Server, **config) -> LLMLabeler:
-    client = httpx.Client(transport=httpx.MockTransport(server), base_url="http://judge.test/v1/")
-    return LLMLabeler(JudgeConfig(url="http://judge.test/v1", model="judge-model", **config), client)
+    return connect(LLMLabeler, server, **config)
 
 
 def test_parses_the_level_and_reason_and_sends_the_prompt():
