@@ -1,15 +1,18 @@
 """Scoring service under concurrent load: Tacit's engine against a WildReward-style worker, same model.
 
 Both serve ``POST /get_reward`` from a subprocess, with the bundled MiniLM and a fresh 3-threshold head
-(the speed of a model does not depend on its training), in the same precision (``auto``: bf16 where the
-CPU computes it natively) and with the same torch threads (``--threads``, default: what ``tacit serve``
-takes, one physical core fewer than the machine has):
+(the speed of a model does not depend on its training), with the same torch threads (``--threads``,
+default: what ``tacit serve`` takes, one physical core fewer than the machine has):
 
 - **wildreward**: what WildReward's workers do: the model is called inside the async handler, the
   request's texts in fixed batches of 16, each padded to the model's maximum length (512 for MiniLM, the
-  analogue of WildReward's 4096);
-- **tacit**: ``tacit serve``: dynamic micro-batching across requests by length, padding to each batch's
-  longest text, the model on its own thread.
+  analogue of WildReward's 4096), in float32, as a worker without a GPU runs it;
+- **tacit float32**: ``tacit serve`` in the same precision: dynamic micro-batching across requests by
+  length, padding to each batch's longest text, the model on its own thread. Its ratio is the engine's;
+- **tacit bf16** (``TACIT_PRECISION=auto``, ``tacit serve``'s default, bf16 where the CPU computes it
+  natively) and **tacit int8** (``TACIT_SERVE_QUANTIZE=int8``): the engine *and* a cheaper model, whose
+  rewards differ from float32 (bf16 hardly, int8 more: README, Scoring service); their ratios are not the
+  engine's alone; and int8 again with a batch token budget of 1024 instead of 8192, for latency.
 
 The texts are real HH-RLHF transcripts, a realistic mix of lengths (the header prints their token
 percentiles), sampled with the same seed for both. This process is the load generator for both engines,
@@ -18,7 +21,10 @@ so its CPU use (printed) weighs the same on each. Measured in one run, one engin
 - capacity: texts/s with ``--concurrency`` clients sending back to back, and the server's CPU seconds per
   1000 texts, which other jobs on a shared machine disturb far less than the wall clock;
 - latency p50/p99 at a fixed offered load of half of each engine's own capacity (Poisson arrivals);
-- for Tacit, the same half load while a new version is promoted (the swap pause).
+- for Tacit in float32, the same half load while a new version is promoted (the swap pause).
+
+Other ``TACIT_SERVE_*`` variables in the environment (``TACIT_SERVE_BATCH_TOKENS``, ...) reach both Tacit
+servers.
 
     python bench/serve.py [--seconds 10] [--concurrency 16] [--texts-per-request 8] [--threads N]
 """
@@ -49,27 +55,31 @@ ROOT = Path(__file__).resolve().parent.parent
 PAIRS = ROOT / "tacit" / "data" / "heldout_pairs.jsonl.gz"
 WILDREWARD_BATCH = 16
 MAX_LENGTH = 512  # MiniLM's limit; WildReward pads to its own, 4096
+# Tacit with a cheaper model than the baseline's float32 (never mistaken for the engine's gain), and with
+# a smaller batch token budget, which trades nothing on a CPU (a batch is hardly cheaper per text there)
+# for shorter waits behind the call in progress.
+VARIANTS = {
+    "tacit bf16 (TACIT_PRECISION=auto)": {"TACIT_PRECISION": "auto"},
+    "tacit int8 (TACIT_SERVE_QUANTIZE=int8)": {"TACIT_SERVE_QUANTIZE": "int8"},
+    "tacit int8, TACIT_SERVE_BATCH_TOKENS=1024": {"TACIT_SERVE_QUANTIZE": "int8", "TACIT_SERVE_BATCH_TOKENS": "1024"},
+}
 
 
 # ------------------------------------------------------------------------------ the WildReward-style worker
 
 
 def wildreward_app(checkpoint: Path, threads: int):
-    """WildReward's worker, on the same checkpoint, precision policy and threads as Tacit's."""
+    """WildReward's worker, on the same checkpoint and threads as Tacit's."""
     import torch
     from fastapi import FastAPI
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from tacit.hardware import compute_dtype, default_device
+    from tacit.hardware import default_device
 
     torch.set_num_threads(threads)
     device = default_device()
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    model = (
-        AutoModelForSequenceClassification.from_pretrained(checkpoint, dtype=compute_dtype(device, "auto"))
-        .to(device)
-        .eval()
-    )
+    model = AutoModelForSequenceClassification.from_pretrained(checkpoint, dtype=torch.float32).to(device).eval()
     app = FastAPI()
 
     @app.post("/get_reward")
@@ -303,7 +313,11 @@ def describe(texts: list[str]) -> str:
     tokenizer = AutoTokenizer.from_pretrained(TacitSettings().resolved_base_model())
     lengths = sorted(min(len(ids), MAX_LENGTH) for ids in tokenizer(texts)["input_ids"])
     p50, p90 = (lengths[len(lengths) * q // 100] for q in (50, 90))
-    return f"{len(texts)} HH-RLHF transcripts (tokens p50 {p50}, p90 {p90}, max {lengths[-1]})"
+    long, cut = (sum(length >= limit for length in lengths) / len(lengths) for limit in (256, MAX_LENGTH))
+    return (
+        f"{len(texts)} HH-RLHF transcripts (tokens p50 {p50}, p90 {p90}, mean {statistics.mean(lengths):.0f}, "
+        f"max {lengths[-1]}; {long:.1%} of 256 or more, {cut:.1%} at {MAX_LENGTH})"
+    )
 
 
 def main() -> None:
@@ -348,7 +362,7 @@ def main() -> None:
         ]
         with server(baseline_command + ["--threads", str(args.threads)], args.port, {}) as worker:
             baseline, baseline_half = measure(
-                "wildreward", worker, Load(worker.url, texts, args.texts_per_request), args
+                "wildreward float32", worker, Load(worker.url, texts, args.texts_per_request), args
             )
         tacit_env = {
             "TACIT_DATABASE_URL": registry_url,
@@ -357,10 +371,11 @@ def main() -> None:
             "TACIT_MAX_LENGTH": str(MAX_LENGTH),
             "TACIT_SERVE_PORT": str(args.port),
             "TACIT_SERVE_THREADS": str(args.threads),
+            "TACIT_PRECISION": "float32",
         }
         with server([sys.executable, "-m", "tacit", "serve"], args.port, tacit_env) as tacit:
             load = Load(tacit.url, texts, args.texts_per_request)
-            ours, ours_half = measure("tacit", tacit, load, args)
+            ours, ours_half = measure("tacit float32", tacit, load, args)
             swap = measured(
                 tacit,
                 load.open(
@@ -369,16 +384,18 @@ def main() -> None:
                     during=swap_during_load(tacit.url, registry_url, args.seconds / 3),
                 ),
             )
-            print(swap.row("tacit: half capacity, with a swap"))
-    print(
-        f"throughput ratio tacit / wildreward: {ours.throughput / baseline.throughput:.2f}x; server CPU per "
-        f"text, wildreward / tacit: {baseline.server_cpu_s / baseline.texts / (ours.server_cpu_s / ours.texts):.2f}x"
-    )
-    print(
-        f"p99 at half capacity: tacit {ours_half.percentile(99):.1f} ms, "
-        f"wildreward {baseline_half.percentile(99):.1f} ms"
-    )
-
+            print(swap.row("tacit float32: half capacity, with a swap"))
+        pinned = [sys.executable, "-m", "tacit", "serve", "--checkpoint", str(first)]
+        results = {"tacit float32": (ours, ours_half)}
+        for name, env in VARIANTS.items():
+            with server(pinned, args.port, {**tacit_env, **env}) as tacit:
+                results[name] = measure(name, tacit, Load(tacit.url, texts, args.texts_per_request), args)
+    for name, (run, half) in results.items():
+        print(
+            f"{name} / wildreward float32: throughput {run.throughput / baseline.throughput:.2f}x, server CPU "
+            f"per text {baseline.server_cpu_s / baseline.texts / (run.server_cpu_s / run.texts):.2f}x; p99 at "
+            f"half capacity {half.percentile(99):.1f} ms (wildreward {baseline_half.percentile(99):.1f} ms)"
+        )
 
 if __name__ == "__main__":
     main()

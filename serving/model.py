@@ -10,6 +10,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -26,6 +27,13 @@ def torch_threads(settings: TacitSettings) -> int:
     that the event loop (or another process) preempted, and small batches, which run the most operators per
     text, lose the most (README, serving benchmark: 2 threads against 1 on 2 cores)."""
     return settings.serve_threads or max(1, (psutil.cpu_count(logical=False) or 1) - 1)
+
+
+def load_scorer(checkpoint: Path, settings: TacitSettings) -> RewardScorer:
+    """A checkpoint as the service runs it: on its share of the cores, int8 where TACIT_SERVE_QUANTIZE asks."""
+    return RewardScorer.load(
+        checkpoint, settings, threads=torch_threads(settings), quantize=settings.serve_quantize
+    )
 
 
 class ResponseTooLongError(ValueError):

@@ -15,12 +15,11 @@ import uvicorn
 from fastapi import FastAPI
 
 from serving.app import create_app
-from serving.model import ServedModel, torch_threads
+from serving.model import ServedModel, load_scorer
 from serving.swap import ChampionFollower
 from tacit.apikeys import KeyVerifier
 from tacit.db import ModelVersion, make_engine
 from tacit.errors import TacitError
-from tacit.scoring import RewardScorer
 from tacit.settings import TacitSettings
 from tacit.stack import endpoint, ray_connection
 from trainer.registry import champion, get_version
@@ -75,7 +74,7 @@ def load_app(
     """Serving the champion means following it: each later promotion is swapped in. A version or
     checkpoint asked for by name stays."""
     target = resolve_target(settings, version=version, checkpoint=checkpoint)
-    scorer = RewardScorer.load(target.checkpoint, settings, threads=torch_threads(settings))
+    scorer = load_scorer(target.checkpoint, settings)
     follow = version is None and checkpoint is None
     follower = partial(ChampionFollower, settings) if follow else None
     return create_app(ServedModel(scorer, target.version), settings, follower, _key_verifier(settings))

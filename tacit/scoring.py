@@ -10,6 +10,7 @@ attribute of config.json.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from tacit.errors import TacitError
 from tacit.hardware import compute_dtype, default_device
 from tacit.layouts import LAYOUTS, Layout
 from tacit.ordinal import level_probabilities, rewards_from_logits
-from tacit.settings import TacitSettings
+from tacit.settings import Quantization, TacitSettings
 
 
 class CheckpointError(TacitError):
@@ -81,19 +82,30 @@ class RewardScorer:
         spec: CheckpointSpec,
         checkpoint: Path,
         batch_size: int,
+        quantize: Quantization | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.spec = spec
         self.checkpoint = checkpoint
         self.batch_size = batch_size
+        self.quantize = quantize  # how far its rewards may stray from the checkpoint's (serving.swap)
         # A misconfigured length must not index past the position embeddings.
         self.max_length = min(spec.max_length, tokenizer.model_max_length)
 
     @classmethod
-    def load(cls, checkpoint: Path, settings: TacitSettings, *, threads: int | None = None) -> RewardScorer:
+    def load(
+        cls,
+        checkpoint: Path,
+        settings: TacitSettings,
+        *,
+        threads: int | None = None,
+        quantize: Quantization | None = None,
+    ) -> RewardScorer:
         """Load offline, on the GPU when there is one, in ``settings.precision``. ``threads`` sets torch's CPU
-        threads for the whole process, so a server that shares its cores can leave some to the event loop."""
+        threads for the whole process, so a server that shares its cores can leave some to the event loop.
+        ``quantize="int8"`` (CPU only) loads float32 weights and swaps every Linear layer for a dynamic int8
+        one: its rewards differ slightly from the checkpoint's, which is why the trainer never asks for it."""
         checkpoint = Path(checkpoint)
         if not (checkpoint / "config.json").is_file():
             raise CheckpointError(
@@ -103,6 +115,11 @@ class RewardScorer:
         if threads is not None:
             torch.set_num_threads(threads)
         device = default_device()
+        if quantize is not None and device.type != "cpu":
+            raise CheckpointError(
+                "int8 quantisation (TACIT_SERVE_QUANTIZE) runs on CPUs only; on a GPU unset it and serve in "
+                "TACIT_PRECISION=auto (bf16/fp16)."
+            )
         config = AutoConfig.from_pretrained(checkpoint, local_files_only=True)
         spec = CheckpointSpec.from_config(config, settings.max_length)
         # Truncate from the left: the response, which is what gets judged, comes last.
@@ -110,11 +127,14 @@ class RewardScorer:
         model = AutoModelForSequenceClassification.from_pretrained(
             checkpoint,
             config=config,
-            dtype=compute_dtype(device, settings.precision),
+            dtype=torch.float32 if quantize else compute_dtype(device, settings.precision),
             local_files_only=True,
         )
         _ensure_padding(tokenizer, model)
-        return cls(model.to(device).eval(), tokenizer, spec, checkpoint, settings.serve_batch_size)
+        model = model.to(device).eval()
+        if quantize == "int8":
+            model = quantize_int8(model)
+        return cls(model, tokenizer, spec, checkpoint, settings.serve_batch_size, quantize)
 
     @property
     def device(self) -> torch.device:
@@ -160,6 +180,19 @@ CANARY = (
 
 def canary_rewards(scorer: RewardScorer) -> list[float]:
     return scorer.score_texts([scorer.render([], query, response) for query, response in CANARY]).rewards
+
+
+def quantize_int8(model: PreTrainedModel) -> PreTrainedModel:
+    """Every Linear layer with int8 weights, its activations quantised per call (PyTorch's dynamic
+    quantisation, x86 int8 kernels): most of a transformer's CPU time is in those layers. Weights are
+    scaled per output channel, which strays less from float32 than one scale per matrix at the same speed
+    (``bench/quantize.py`` measures how far). PyTorch marks its eager quantisation API deprecated in favour
+    of torchao without removing it; the warnings are silenced so that every load does not repeat them."""
+    qconfig = {torch.nn.Linear: torch.ao.quantization.per_channel_dynamic_qconfig}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.ao.quantization.quantize_dynamic(model, qconfig, dtype=torch.qint8)
 
 
 def _ensure_padding(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> None:
