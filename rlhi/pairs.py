@@ -97,7 +97,7 @@ def build_pairs(engine: Engine, tenant: str | None = None, stages: tuple[str, ..
     ]
     if pairs:
         with engine.begin() as connection:
-            connection.execute(_UPSERT, [_row(pair) for pair in pairs])
+            connection.execute(UPSERT, [_row(pair) for pair in pairs])
     return len(pairs)
 
 
@@ -167,4 +167,4 @@ def _upsert():
     )
 
 
-_UPSERT = _upsert()
+UPSERT = _upsert()  # by the natural key; also used by rlhi.ranking

@@ -3,7 +3,9 @@
 RLHI conditions training on a profile of the user's long-term preferences. This one is extracted, not
 generated: the words that set the user's messages apart from other users' (TF-IDF over one document per
 user), the languages they write in, the formats of the replies they accepted, and the words that recur in
-their corrections. It is cheap, needs no model, and every item of it can be traced back to their messages.
+their corrections. It is cheap, needs no model, and every item of it can be traced back to their messages. With a
+summariser (`tacit personas build --method llm`, :mod:`rlhi.persona_summary`) an LLM rewrites it as a few
+sentences; the profile JSON stays the extractive one.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Protocol
 
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sqlalchemy import and_, func, select
@@ -124,17 +128,42 @@ def _recurring(corrections: list[str]) -> tuple[str, ...]:
 # ------------------------------------------------------------------------------------------------ storage
 
 
-def build_personas(engine: Engine, tenant: str | None = None, stages: tuple[str, ...] = ("raw",)) -> int:
+class Summariser(Protocol):
+    """Rewrites extractive personas as prose; None for a user keeps the extractive summary."""
+
+    method: str
+
+    def summaries(self, personas: Sequence[Persona], histories: Sequence[UserHistory]) -> list[str | None]: ...
+
+
+def build_personas(engine: Engine, tenant: str | None = None, stages: tuple[str, ...] = ("raw",),
+                   summariser: Summariser | None = None) -> int:
     """Rebuild the persona of every user with a known id and upsert it; returns how many were written."""
-    personas = extract_personas(load_histories(engine, tenant, stages))
+    histories = load_histories(engine, tenant, stages)
+    personas = extract_personas(histories)
+    summaries = summariser.summaries(personas, histories) if summariser and personas else [None] * len(personas)
     if personas:
         with engine.begin() as connection:
             connection.execute(_UPSERT, [
-                {"tenant": persona.tenant, "user_id": persona.user_id, "method": METHOD, "profile": persona.profile,
-                 "summary": persona.summary, "num_messages": persona.num_messages}
-                for persona in personas
+                {"tenant": persona.tenant, "user_id": persona.user_id,
+                 "method": METHOD if summary is None else summariser.method, "profile": persona.profile,
+                 "summary": summary or persona.summary, "num_messages": persona.num_messages}
+                for persona, summary in zip(personas, summaries, strict=True)
             ])
     return len(personas)
+
+
+def refresh_due(engine: Engine, tenant: str | None, max_age: timedelta) -> bool:
+    """Whether personas should be rebuilt: there are none yet, or the oldest is older than ``max_age``.
+
+    A rebuild rewrites every persona, so the oldest one says when the last full rebuild was; the database's
+    clock decides, as it wrote ``updated_at``.
+    """
+    oldest = select(func.min(PersonaRow.updated_at))
+    if tenant is not None:
+        oldest = oldest.where(PersonaRow.tenant == tenant)
+    with engine.connect() as connection:
+        return connection.scalar(select(func.coalesce(oldest.scalar_subquery() < func.now() - max_age, True)))
 
 
 def load_histories(engine: Engine, tenant: str | None, stages: tuple[str, ...]) -> list[UserHistory]:

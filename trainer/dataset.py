@@ -196,7 +196,7 @@ def split_by_user(
     """
     groups: dict[str, list[RewardExample]] = {}
     for example in examples:
-        groups.setdefault(_group_key(example), []).append(example)
+        groups.setdefault(user_key(example), []).append(example)
     ranked = sorted(groups, key=lambda key: hashlib.sha256(f"{seed}:{key}".encode()).hexdigest())
     target = holdout_fraction * len(examples)
     holdout: list[RewardExample] = []
@@ -225,7 +225,8 @@ SPLITS: dict[str, Callable[..., tuple[list[RewardExample], list[RewardExample]]]
 }
 
 
-def _group_key(example: RewardExample) -> str:
+def user_key(example: RewardExample) -> str:
+    """Who an example belongs to: its user, or its conversation when the user is unknown."""
     if example.user_id is not None:
         return f"{example.tenant}\0user\0{example.user_id}"
     return f"{example.tenant}\0conversation\0{example.conversation_id}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session
 from labelers.refine import REFINED
 from rlhi.export import dpo_records, rm_records, write_records
 from rlhi.pairs import build_pairs
-from rlhi.personas import build_personas
+from rlhi.personas import build_personas, refresh_due
 from tacit import stack
 from tacit.db import FeedbackRow, MessageRow, PersonaRow, PreferencePairRow, make_engine
 from tacit.domain import Role
@@ -93,6 +94,13 @@ def test_personas_are_stored_for_each_user(engine: Engine):
     assert personas["ada"].profile["corrections"] == ["python", "wrong"]
     assert personas["bo"].profile["formats"] == ["lists", "short answers"]
     assert personas["ada"].num_messages == 6 and personas["ada"].updated_at is not None
+
+
+def test_personas_are_rebuilt_only_when_older_than_asked(engine: Engine):
+    assert refresh_due(engine, TENANT, timedelta(hours=1))  # none yet
+    build_personas(engine, TENANT)
+    assert not refresh_due(engine, TENANT, timedelta(hours=1))
+    assert refresh_due(engine, TENANT, timedelta(0))
 
 
 @pytest.mark.parametrize("suffix", ["jsonl", "parquet"])

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import pytest
 
+from labelers import chat
+from labelers.chat import JudgeConfig
+from rlhi import persona_summary
 from rlhi.pairs import Rating, reattempt_pairs
+from rlhi.persona_summary import PersonaSummariser, parse, render
 from rlhi.personas import UserHistory, extract_personas
 from tacit.domain import Message, Role
+from tacit.errors import TacitError
+from tacit.stack import free_port
+from tests.unit.llm_server import Server, completion, connect
 
 CONVERSATION = [
     Message(Role.USER, "Write a function that reverses a string.", 0),
@@ -84,3 +91,50 @@ def test_personas_pick_the_words_languages_formats_and_corrections_that_set_a_us
 def test_a_user_with_nothing_to_extract_gets_an_empty_persona():
     [persona] = extract_personas([history("quiet", ["ok", "42"])])
     assert persona.summary == "" and persona.topics == ()
+
+
+# --------------------------------------------------------------------------------- the LLM summariser
+
+
+def summariser(server: Server) -> PersonaSummariser:
+    return connect(PersonaSummariser, server)
+
+
+def test_the_prompt_is_bounded_whatever_the_history():
+    chatty = history("chatty", [f"message {i} " + "x" * 5000 for i in range(500)])
+    [persona] = extract_personas([chatty])
+    prompt = render(persona, chatty)
+    assert "message 499" in prompt and "message 491" not in prompt  # the latest messages only
+    budget = persona_summary.RECENT_MESSAGES * (persona_summary.MESSAGE_CHARS + 3) + len(persona.summary) + 100
+    assert len(prompt) <= budget
+
+
+@pytest.mark.parametrize(("answer", "summary"), [
+    ("  Writes Python and wants code.\n\nOften corrects the language.  ",
+     "Writes Python and wants code.\nOften corrects the language."),
+    ("one\ntwo\nthree\nfour", "one\ntwo\nthree"),
+    ("y" * 1000, "y" * persona_summary.SUMMARY_CHARS),
+    (" \n ", None),
+])
+def test_summaries_are_cut_to_a_few_lines_and_characters(answer: str, summary: str | None):
+    assert parse(answer) == summary
+
+
+def test_summaries_are_asked_with_the_extractive_persona_and_an_empty_answer_keeps_it():
+    server = Server(completion("Asks about Python; wants code."), completion(""), completion(""))
+    coder = history("coder", ["How do I parse JSON in Python?", "Python pandas merge?"])
+    cook = history("cook", ["A recipe for bread?"])
+    personas = extract_personas([coder, cook])
+    assert summariser(server).summaries(personas, [coder, cook]) == ["Asks about Python; wants code.", None]
+    sent = server.requests[0]
+    assert sent["max_tokens"] == persona_summary.SUMMARY_TOKENS
+    assert f"Extractive profile:\n{personas[0].summary}" in sent["messages"][1]["content"]
+    assert len(server.requests) == 3  # the empty answer was asked again once, with the reminder
+
+
+def test_an_unreachable_summariser_says_what_to_check(monkeypatch):
+    monkeypatch.setattr(chat, "BACKOFF_S", 0.001)
+    quiet = history("quiet", ["Hello there, how are you?"])
+    config = JudgeConfig(url=f"http://127.0.0.1:{free_port()}/v1", model="m", retries=1)
+    with pytest.raises(TacitError, match="did not answer after 2 attempts.*TACIT_LLM_URL"):
+        PersonaSummariser(config).summaries(extract_personas([quiet]), [quiet])
