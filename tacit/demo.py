@@ -80,6 +80,8 @@ def run(settings: TacitSettings, console: Console, *, limit: int | None = None) 
 
 def _pipeline(settings: TacitSettings, console: Console, summary: Summary, limit: int | None) -> None:
     from ingest.replay import ReplayOptions, replay
+    from ingest.sink import PostgresSink
+    from labelers.refine import REFINED
 
     with _step("stack up", console, summary):
         endpoints = stack.up(settings, report=console.print)
@@ -102,6 +104,13 @@ def _pipeline(settings: TacitSettings, console: Console, summary: Summary, limit
             summary.dead_letters = conn.scalar(select(func.count()).select_from(RejectedEvent))
             rows = conn.execute(select(FeedbackRow.level, func.count()).where(raw).group_by(FeedbackRow.level))
             summary.levels = dict(sorted((int(level), count) for level, count in rows))
+        # The replayed conversations are complete: their waiting neutral items need not sit out the idle timer.
+        finalised = PostgresSink(engine).finalise_idle(0)
+        with engine.connect() as conn:
+            mined = conn.scalar(select(func.count()).select_from(FeedbackRow)
+                                .where(FeedbackRow.stage == REFINED, FeedbackRow.reason.startswith("mined:")))
+        console.print(f"implicit-feedback mining: {mined} neutral items relabelled positive; "
+                      f"{finalised} waiting items finalised unchanged (the replay is over)")
 
     with _step("train the reward model on Ray", console, summary):
         from trainer.job import run_training
