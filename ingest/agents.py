@@ -142,6 +142,11 @@ def register_agent(app: faust.App, settings: TacitSettings, sink: PostgresSink, 
                 metrics.lag.labels(partition=str(partition)).set(max(highwater - offset - 1, 0))
 
     if miner is not None:
+        @app.task
+        async def load_mining_encoder() -> None:
+            """Load MiniLM while the worker joins its group: the first batch would otherwise wait seconds."""
+            await asyncio.get_running_loop().run_in_executor(None, lambda: miner.encoder)
+
         @app.timer(interval=miner.idle_seconds / 4)
         async def finalise_idle_conversations() -> None:
             """Pending items of quiet conversations become refined; a failure waits for the next tick."""

@@ -15,11 +15,10 @@ from tacit.kafka import ensure_topics
 from tacit.settings import TacitSettings
 
 
-def create_app(settings: TacitSettings, kafka_bootstrap: str, database_url: str,
-               metrics: WorkerMetrics) -> faust.App:
-    """A worker app on the given endpoints; scale out by starting more workers (up to ``partitions``)."""
-    app = App(
-        settings.worker_app_id,
+def faust_app(settings: TacitSettings, kafka_bootstrap: str, app_id: str) -> faust.App:
+    """A Faust app configured for this pipeline, with no agents yet (``bench/stream.py`` adds a bare one)."""
+    return App(
+        app_id,
         broker=f"kafka://{kafka_bootstrap}",
         store="memory://",  # table state lives in the changelog topic and is rebuilt from it on start
         datadir=str(settings.data_dir / "faust"),
@@ -41,6 +40,12 @@ def create_app(settings: TacitSettings, kafka_bootstrap: str, database_url: str,
         web_enabled=False,
         autodiscover=False,
     )
+
+
+def create_app(settings: TacitSettings, kafka_bootstrap: str, database_url: str,
+               metrics: WorkerMetrics) -> faust.App:
+    """A worker app on the given endpoints; scale out by starting more workers (up to ``partitions``)."""
+    app = faust_app(settings, kafka_bootstrap, settings.worker_app_id)
     labeler = get_labeler(settings.labeler, settings)
     register_agent(app, settings, PostgresSink(make_engine(database_url)), labeler, metrics,
                    Miner.from_settings(settings))

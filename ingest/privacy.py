@@ -21,6 +21,7 @@ EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w-])")
 IPV4 = re.compile(r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\w.])")
 IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}(?![\w:])")
+DIGIT = re.compile(r"\d")
 PHONE = re.compile(r"(?<![\w+])\+?\(?\d{1,4}\)?(?:[ .-]?\(?\d{2,4}\)?){2,5}(?!\w)")
 
 
@@ -42,11 +43,20 @@ def _phone(match: re.Match[str]) -> str:
 
 
 def redact(text: str) -> str:
-    """Cards before phones: both are runs of digits, and a card number is the more specific match."""
-    text = EMAIL.sub("[EMAIL]", text)
-    text = CARD.sub(_card, text)
-    text = IPV6.sub("[IP]", IPV4.sub("[IP]", text))
-    return PHONE.sub(_phone, text)
+    """Cards before phones: both are runs of digits, and a card number is the more specific match.
+
+    Every pattern needs an ``@``, a digit or (IPv6, which may have no digit: ``fe80:...:cafe``) a colon, and
+    most chat messages have none of them: checking first skips the regex scans that were the larger part of
+    the worker's per-message cost. The order of the substitutions is the same either way.
+    """
+    if "@" in text:
+        text = EMAIL.sub("[EMAIL]", text)
+    digits = DIGIT.search(text) is not None
+    if digits:
+        text = IPV4.sub("[IP]", CARD.sub(_card, text))
+    if ":" in text:
+        text = IPV6.sub("[IP]", text)
+    return PHONE.sub(_phone, text) if digits else text
 
 
 @dataclass(frozen=True)

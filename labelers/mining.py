@@ -99,8 +99,9 @@ class Miner:
     """Decides waiting items against the follow-ups known in their conversations, embedding only what it must.
 
     Only (waiting item, positive later follow-up) pairs are embedded, all texts of a call in one encoder
-    batch; most items wait for neutral follow-ups and cost no embedding at all. The encoder is loaded on the
-    first pair, so a worker that never sees one never loads it. Blocking: call it from an executor.
+    batch; most items wait for neutral follow-ups and cost no embedding at all. The encoder is loaded on
+    first use (the worker asks for it at start-up, ``tacit relabel`` on the first pair). Blocking: call it
+    from an executor.
     """
 
     def __init__(self, encoder: Callable[[], SentenceEncoder], threshold: float, idle_seconds: float) -> None:
