@@ -22,7 +22,7 @@ from faust.streams import current_event
 from faust.types import TP
 
 from ingest.conversations import ConversationWindow, Outcome, observe
-from ingest.events import Rejection, parse_event
+from ingest.events import Rejection, parse_event, storable_reason
 from ingest.metrics import WorkerMetrics
 from ingest.privacy import Privacy
 from ingest.sink import DeadLetter, PostgresSink, SinkBatch, backoff_delays
@@ -75,7 +75,7 @@ def make_observer(windows: faust.Table, settings: TacitSettings, metrics: Worker
 def _rejected(message, value: bytes | None, reason: str, metrics: WorkerMetrics) -> Observed:
     metrics.rejected.inc()
     letter = DeadLetter(topic=message.topic, partition=message.partition, offset=message.offset,
-                        key=message.key, payload=value or b"", reason=reason)
+                        key=message.key, payload=value or b"", reason=storable_reason(reason))
     return Observed(message.partition, message.offset, dead_letter=letter)
 
 

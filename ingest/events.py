@@ -44,6 +44,16 @@ def parse_event(value: bytes | None, key: bytes | None) -> ChatEvent | Rejection
     return event
 
 
+def storable_reason(reason: str) -> str:
+    """A rejection reason PostgreSQL and Kafka headers accept.
+
+    A reason can quote the bad record (the name of an unknown field, say), and with it a NUL character or a
+    lone surrogate, which PostgreSQL text and UTF-8 refuse: the dead letter itself would fail to store, and
+    its batch would be retried forever. Both are written as escapes instead.
+    """
+    return reason.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
 def encode_event(event: ChatEvent) -> tuple[bytes, bytes]:
     """(key, value) as producers must write them."""
     return event.key.encode(), event.model_dump_json().encode()

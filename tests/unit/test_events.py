@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.events import Rejection, encode_event, parse_event
+from ingest.events import Rejection, encode_event, parse_event, storable_reason
 from tacit.domain import ChatEvent
 
 
@@ -59,3 +59,20 @@ def test_key_must_keep_the_conversation_on_one_partition():
 def test_any_record_becomes_an_event_or_a_reason(value, key):
     result = parse_event(value, key)
     assert isinstance(result, ChatEvent) or (isinstance(result, Rejection) and result.reason)
+
+
+@pytest.mark.parametrize("field", ["\x00", "bad\ud800name"])
+def test_a_reason_quoting_a_nul_or_a_lone_surrogate_is_made_storable(field):
+    """Found by the stream fuzz test: such a reason failed its own database write, and the batch retried forever."""
+    payload = json.dumps({"tenant": "t", "conversation_id": "c", "turn_index": 0, "role": "user", "content": "hi",
+                          field: 1}).encode()
+    rejection = parse_event(payload, b"t:c")
+    assert isinstance(rejection, Rejection)
+    reason = storable_reason(rejection.reason)
+    assert "\x00" not in reason
+    reason.encode("utf-8")  # no lone surrogate left
+    assert reason.startswith("invalid chat event")
+
+
+def test_storable_reason_escapes_what_postgres_and_utf8_refuse():
+    assert storable_reason("field \x00 and \ud800 here") == "field \\x00 and \\ud800 here"
