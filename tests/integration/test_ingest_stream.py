@@ -122,8 +122,8 @@ def test_table_state_survives_a_restart(private, monkeypatch):
     assert samples["tacit_worker_rejected_total"] == 0
 
 
-# Known bug, not fixed (README, "Known issue"): when a worker joins or leaves the group mid-stream, a range of
-# records of one partition can be committed without being stored. Kept as a test so that the fix shows.
+# Known bug, partly fixed (README, "Known bug: a rebalance mid-stream can skip records"): when a worker joins or
+# leaves the group mid-stream, records of one partition can go missing. Kept as tests so that the fix shows.
 REBALANCE_LOSS = pytest.mark.xfail(reason="known bug: records skipped across a rebalance mid-stream", strict=False)
 
 
