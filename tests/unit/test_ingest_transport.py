@@ -1,77 +1,141 @@
-"""A jump in offsets right after a seek to the committed offset is re-read, never acknowledged as a hole."""
+"""Source partitions are read once and in order, and never committed past a record that wasn't processed.
+
+Each test is a case met with two workers sharing a stream while one of them leaves (see ``ingest.transport``).
+"""
 
 import asyncio
 from collections import defaultdict
+from dataclasses import dataclass
+from types import SimpleNamespace
 
 import pytest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from ingest.transport import Consumer, ReadOffsets
+from ingest.transport import Consumer, Positions, ReadOffsets, Verdict
 
-PARTITION = TP("chat-events", 0)
+SOURCE = TP("chat-events", 0)
+CHANGELOG = TP("tacit-worker-conversations-changelog", 0)
+
+
+def test_positions_deliver_each_offset_once_and_in_order():
+    positions = Positions()
+    assert positions.admit(SOURCE, 40) is Verdict.DELIVER  # no position known yet: the first record sets it
+    assert positions.admit(SOURCE, 41) is Verdict.DELIVER
+    assert positions.admit(SOURCE, 41) is Verdict.REPEAT  # the same fetch delivered twice
+    assert positions.admit(SOURCE, 45) is Verdict.AHEAD  # from an old position
+    assert positions.expected(SOURCE) == 42
+    positions.moved(SOURCE, 30)  # sought back to the committed offset
+    assert positions.admit(SOURCE, 42) is Verdict.AHEAD
+    assert positions.admit(SOURCE, 30) is Verdict.DELIVER
+    positions.forget(SOURCE)
+    assert positions.expected(SOURCE) is None
+
+
+def test_read_offsets_are_blind_for_source_partitions_only():
+    offsets = ReadOffsets(lambda tp: tp == SOURCE)
+    offsets[SOURCE], offsets[CHANGELOG] = 900, 12
+    assert offsets[SOURCE] is None  # so Faust neither drops a re-read record nor acknowledges a jump
+    assert offsets[CHANGELOG] == 12
+    assert offsets[TP("other", 1)] is None
+
+
+@dataclass(eq=False)  # hashable by identity, as Faust's messages are
+class Record:
+    tp: TP
+    offset: int
+    tracked: bool = True
+    acked: bool = False
+
+    @property
+    def topic(self) -> str:
+        return self.tp.topic
+
+
+def message(tp, offset, tracked=True):
+    return Record(tp, offset, tracked)
 
 
 @pytest.fixture
 def consumer(monkeypatch):
-    """A bare Consumer (no app, no broker) with Faust's gap rule and ``seek`` recorded instead of run."""
-    filled, seeks = [], []
+    """A bare Consumer (no app, no broker): fetches are scripted, seeks are recorded."""
+    fetches, seeks = [], []
 
-    async def fill_gap(self, tp, offset_from, offset_to):
-        filled.append((tp, offset_from, offset_to))
+    async def fetched(self, timeout):
+        for record in fetches.pop(0):
+            yield record.tp, record
 
-    async def seek(tp, offset):
+    async def seek(self, tp, offset):
         seeks.append((tp, offset))
-        consumer._read_offset[tp] = offset  # what Consumer.seek does besides moving the fetcher
 
-    monkeypatch.setattr(faust_aiokafka.Consumer, "_add_gap", fill_gap)
+    async def earliest_offsets(self, *tps):
+        return {tp: consumer.log_start for tp in tps}
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "getmany", fetched)
+    monkeypatch.setattr(faust_aiokafka.Consumer, "earliest_offsets", earliest_offsets)
+    monkeypatch.setattr(faust_aiokafka.Consumer, "seek", seek)
     consumer = Consumer.__new__(Consumer)
+    consumer.app = SimpleNamespace(topics=SimpleNamespace(acks_enabled_for=lambda topic: topic == SOURCE.topic))
+    consumer._positions = Positions()
+    consumer._read_offset = ReadOffsets(consumer._is_source)
+    consumer._acked, consumer._acked_index = defaultdict(list), defaultdict(set)
     consumer._committed_offset = defaultdict(lambda: None)
-    consumer._read_offset = ReadOffsets()
-    consumer._rereads = {}
-    consumer.seek = seek
-    consumer.filled, consumer.seeks = filled, seeks
+    consumer._gap = defaultdict(lambda: None)
+    consumer._unacked_messages = set()
+    consumer._waiting_for_ack = None
+    consumer._n_acked = 0
+    consumer.fetches, consumer.seeks = fetches, seeks
+    consumer.log_start = 0
     return consumer
 
 
-def test_a_stale_record_after_a_seek_makes_the_partition_read_again(consumer):
-    consumer._committed_offset[PARTITION] = 656
-    consumer._read_offset[PARTITION] = 656  # Faust's seek to the committed offset
-    asyncio.run(consumer._add_gap(PARTITION, 657, 1309))  # record 1309 arrives first: fetched before the rebalance
-    consumer._read_offset[PARTITION] = 1309  # Faust marks the stale record read...
-    assert consumer._read_offset[PARTITION] == 656  # ...which must not hide the re-read records
-    asyncio.run(consumer._add_gap(PARTITION, 657, 1310))  # the rest of the stale fetch
-    consumer._read_offset[PARTITION] = 656  # the re-read arrives
-    consumer._read_offset[PARTITION] = 657
-    assert consumer.seeks == [(PARTITION, 656)]
-    assert consumer.filled == []  # nothing counted as acknowledged
-    assert consumer._read_offset[PARTITION] == 657
+def delivered(consumer, *fetches):
+    consumer.fetches.extend(fetches)
+
+    async def read():
+        return [[m.offset for _, m in [r async for r in consumer.getmany(1.0)]] for _ in fetches]
+
+    return asyncio.run(read())
 
 
-def test_a_jump_met_while_reading_is_a_hole_as_faust_defines_it(consumer):
-    consumer._committed_offset[PARTITION] = 100
-    consumer._read_offset[PARTITION] = 180
-    asyncio.run(consumer._add_gap(PARTITION, 181, 190))
-    assert consumer.filled == [(PARTITION, 181, 190)] and consumer.seeks == []
+def test_a_stale_fetch_after_a_seek_is_dropped_and_the_partition_read_again(consumer):
+    asyncio.run(consumer.seek(SOURCE, 656))  # Faust's seek to the committed offset after a rebalance
+    stale = [message(SOURCE, o) for o in range(1309, 1312)]  # fetched before it
+    reread = [message(SOURCE, o) for o in range(656, 660)]
+    assert delivered(consumer, stale, reread) == [[], [656, 657, 658, 659]]
+    assert consumer.seeks == [(SOURCE, 656), (SOURCE, 656)]  # one seek back for the whole stale fetch
 
 
-def test_the_same_jump_after_a_re_read_is_a_real_hole(consumer):
-    consumer._committed_offset[PARTITION] = 50
-    consumer._read_offset[PARTITION] = 50
-    asyncio.run(consumer._add_gap(PARTITION, 51, 60))
-    consumer._read_offset[PARTITION] = 50  # the re-read reached the start: the hold ends
-    asyncio.run(consumer._add_gap(PARTITION, 51, 60))  # and the log really has nothing at 51..59
-    assert consumer.seeks == [(PARTITION, 50)]
-    assert consumer.filled == [(PARTITION, 51, 60)]
+def test_records_deleted_by_retention_are_skipped_not_sought_forever(consumer):
+    asyncio.run(consumer.seek(SOURCE, 100))  # committed offset, but the log now starts at 400
+    consumer.log_start = 400
+    first_left = [message(SOURCE, o) for o in range(400, 403)]
+    assert delivered(consumer, first_left, first_left) == [[], [400, 401, 402]]
+    assert consumer.seeks == [(SOURCE, 100), (SOURCE, 400)]
 
 
-def test_a_rebalance_ends_a_hold():
-    offsets = ReadOffsets()
-    offsets[PARTITION] = 10
-    offsets.hold(PARTITION, 10)
-    offsets.update({PARTITION: 500})  # Faust's seek to the committed offsets after the next rebalance
-    offsets[PARTITION] = 501
-    assert offsets[PARTITION] == 501
-    offsets.hold(PARTITION, 501)
-    offsets.pop(PARTITION)  # partition revoked
-    assert not offsets.is_held(PARTITION) and offsets[PARTITION] is None
+def test_a_fetch_delivered_twice_is_processed_once(consumer):
+    fetch = [message(SOURCE, o) for o in range(1803, 1806)]
+    assert delivered(consumer, fetch, fetch + [message(SOURCE, 1806)]) == [[1803, 1804, 1805], [1806]]
+
+
+def test_changelog_records_pass_untouched(consumer):
+    records = [message(CHANGELOG, 7), message(CHANGELOG, 3)]
+    assert delivered(consumer, records) == [[7, 3]]
+
+
+def test_a_record_skipped_by_the_stream_is_not_acknowledged(consumer):
+    consumer._committed_offset[SOURCE] = 10
+    skipped = message(SOURCE, 10, tracked=False)  # the stream skipped it: flow stopped for a rebalance
+    assert consumer.ack(skipped) is False and skipped.acked
+    assert consumer.ack(message(SOURCE, 11)) is True
+    assert consumer._new_offset(SOURCE) is None  # 10 was never processed
+
+
+def test_nothing_is_committed_past_an_unacknowledged_record(consumer):
+    consumer._committed_offset[SOURCE] = 1828
+    for offset in range(1829, 1840):
+        consumer.ack(message(SOURCE, offset))
+    assert consumer._new_offset(SOURCE) is None  # Faust alone would commit 1840 and lose 1828
+    consumer.ack(message(SOURCE, 1828))
+    assert consumer._new_offset(SOURCE) == 1840
