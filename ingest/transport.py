@@ -139,9 +139,9 @@ class Consumer(faust_aiokafka.Consumer):
             if not self._is_source(tp):
                 continue
             if offset is None or offset <= 0:
-                offset = (await self.earliest_offsets(tp))[tp]
-                await super().seek(tp, offset)
-            self._positions.moved(tp, offset)
+                await self.seek(tp, (await self.earliest_offsets(tp))[tp])
+            else:
+                self._positions.moved(tp, offset)
         return committed
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:

@@ -20,7 +20,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from ingest.events import encode_event, parse_event
+from ingest.events import encode_event, parse_event, storable_reason
 from tacit import stack
 from tacit.db import FeedbackRow, MessageRow, RejectedEvent, make_engine
 from tacit.domain import ChatEvent, Role
@@ -82,10 +82,14 @@ async def committed_and_end_offsets(private) -> tuple[dict[int, int | None], dic
     return committed, {tp.partition: end for tp, end in ends.items()}
 
 
-def assert_everything_committed(private) -> None:
-    """Once the workers stopped, the group's offsets are at the end: no partition was left half-read."""
+def everything_committed(private) -> bool:
+    """The group's offsets are at the end of the topic: no partition is left half-read or stuck.
+
+    Asked while the workers run: a worker stopped right after the last record was stored may leave a re-read
+    uncommitted, which is at-least-once and fine.
+    """
     committed, ends = asyncio.run(committed_and_end_offsets(private))
-    assert committed == ends
+    return committed == ends
 
 
 def tenant_count(engine, table, tenant: str) -> int:
@@ -138,10 +142,11 @@ def test_table_state_survives_a_restart(private, monkeypatch):
         wait_until(lambda: all_labeled(metric_samples(metrics_port), count), "labels counted",
                    settings.data_dir / "logs" / "restart-2.log")
         samples = metric_samples(metrics_port)
+        wait_until(lambda: everything_committed(private), "offsets committed to the end",
+                   settings.data_dir / "logs" / "restart-2.log")
     assert followups(engine, "restart") == sorted((f"c{i}", 2) for i in range(count))
     assert samples['tacit_worker_consumer_lag{partition="0"}'] == 0
     assert samples["tacit_worker_rejected_total"] == 0
-    assert_everything_committed(private)
 
 
 def test_sigkill_and_a_second_worker_store_every_followup_once(private):
@@ -164,9 +169,10 @@ def test_sigkill_and_a_second_worker_store_every_followup_once(private):
         with worker(settings, "crash-3"):
             wait_until(lambda: tenant_count(engine, MessageRow, "crash") == 5 * count, "every message stored",
                        logs / "crash-2.log", logs / "crash-3.log", timeout=180)
+            wait_until(lambda: everything_committed(private), "offsets committed to the end",
+                       logs / "crash-2.log", logs / "crash-3.log")
     expected = sorted((f"c{i}", turn) for i in range(count) for turn in (2, 4))
     assert followups(engine, "crash") == expected
-    assert_everything_committed(private)
 
 
 def test_a_worker_leaving_mid_stream_loses_nothing(private):
@@ -185,8 +191,8 @@ def test_a_worker_leaving_mid_stream_loses_nothing(private):
             time.sleep(2)
         wait_until(lambda: stored() == 5 * count, "every message stored", logs / "stay.log", logs / "leave.log",
                    timeout=90)
+        wait_until(lambda: everything_committed(private), "offsets committed to the end", logs / "stay.log")
     assert followups(engine, "leave") == sorted((f"c{i}", turn) for i in range(count) for turn in (2, 4))
-    assert_everything_committed(private)
 
 
 def restart_postgres(settings: TacitSettings, outage: Callable[[], None]) -> None:
@@ -229,8 +235,8 @@ def test_postgres_outage_mid_stream_loses_nothing(private):
                    "PostgreSQL back", logs / "outage.log")
         wait_until(lambda: tenant_count(engine, MessageRow, "outage") == len(events), "every message stored",
                    logs / "outage.log", timeout=120)
+        wait_until(lambda: everything_committed(private), "offsets committed to the end", logs / "outage.log")
     assert followups(engine, "outage") == sorted((f"c{i}", turn) for i in range(count) for turn in (2, 4))
-    assert_everything_committed(private)
 
 
 def event_like(conversation_id: str) -> st.SearchStrategy[dict]:
@@ -299,7 +305,7 @@ def test_every_fuzzed_record_is_stored_or_dead_lettered(private, fuzz_worker, re
         if isinstance(parsed, ChatEvent):
             assert (parsed.conversation_id, parsed.turn_index) in stored
         else:
-            assert rejected[position] == parsed.reason
+            assert rejected[position] == storable_reason(parsed.reason)
 
 
 def stored_sentinels(engine, mark: str) -> int:

@@ -114,6 +114,20 @@ def test_records_deleted_by_retention_are_skipped_not_sought_forever(consumer):
     assert consumer.seeks == [(SOURCE, 100), (SOURCE, 400)]
 
 
+def test_a_partition_never_committed_is_read_from_its_beginning(consumer, monkeypatch):
+    other = TP(SOURCE.topic, 1)
+
+    async def seek_to_committed(self):
+        return {SOURCE: None, other: 77, CHANGELOG: None}  # aiokafka seeks only where an offset is committed
+
+    monkeypatch.setattr(faust_aiokafka.Consumer, "seek_to_committed", seek_to_committed)
+    consumer.log_start = 5
+    asyncio.run(consumer.seek_to_committed())
+    assert consumer.seeks == [(SOURCE, 5)]  # not left where a fetch before the rebalance had moved it
+    assert consumer._positions.expected(SOURCE) == 5 and consumer._positions.expected(other) == 77
+    assert consumer._positions.expected(CHANGELOG) is None
+
+
 def test_a_fetch_delivered_twice_is_processed_once(consumer):
     fetch = [message(SOURCE, o) for o in range(1803, 1806)]
     assert delivered(consumer, fetch, fetch + [message(SOURCE, 1806)]) == [[1803, 1804, 1805], [1806]]
