@@ -18,6 +18,7 @@ Faust's gap rule is needed for it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -89,6 +90,8 @@ class Consumer(faust_aiokafka.Consumer):
         super().__init__(*args, **kwargs)
         self._positions = Positions()
         self._read_offset = ReadOffsets(self._is_source)
+        self._suspected: dict[TP, int] = {}  # partition -> committed offset whose record seems lost
+        self._rereads: dict[TP, asyncio.Task] = {}  # the seeks that read such a partition again
 
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -163,8 +166,28 @@ class Consumer(faust_aiokafka.Consumer):
         """
         acked, committed = self._acked[tp], self._committed_offset[tp]
         if acked and committed is not None and min(acked) > committed:
+            self._read_again_if_lost(tp, committed)
             return None
+        self._suspected.pop(tp, None)
         return super()._new_offset(tp)
+
+    def _read_again_if_lost(self, tp: TP, committed: int) -> None:
+        """A record neither acknowledged nor in the stream while later ones are: read the partition again.
+
+        Records are processed in order, so this should not happen; if some path still drops one, the partition
+        would never be committed again. It has to be seen at two commits in a row (seconds apart), since a
+        record just fetched is in the stream's queue before it is tracked.
+        """
+        if any(message.offset == committed and message.tp == tp for message in self._unacked_messages):
+            self._suspected.pop(tp, None)
+            return
+        if self._suspected.get(tp) != committed:
+            self._suspected[tp] = committed
+            return
+        del self._suspected[tp]
+        log.warning("%s[%d]: record %d was never processed while later ones were; reading the partition again "
+                    "from it", tp.topic, tp.partition, committed)
+        self._rereads[tp] = asyncio.get_running_loop().create_task(self.seek(tp, committed))
 
 
 class Transport(faust_aiokafka.Transport):

@@ -84,6 +84,7 @@ def consumer(monkeypatch):
     consumer._unacked_messages = set()
     consumer._waiting_for_ack = None
     consumer._n_acked = 0
+    consumer._suspected, consumer._rereads = {}, {}
     consumer.fetches, consumer.seeks = fetches, seeks
     consumer.log_start = 0
     return consumer
@@ -153,3 +154,22 @@ def test_nothing_is_committed_past_an_unacknowledged_record(consumer):
     assert consumer._new_offset(SOURCE) is None  # Faust alone would commit 1840 and lose 1828
     consumer.ack(message(SOURCE, 1828))
     assert consumer._new_offset(SOURCE) == 1840
+
+
+def test_a_record_lost_on_the_way_makes_the_partition_read_again(consumer):
+    consumer._committed_offset[SOURCE] = 30
+    for offset in range(31, 40):
+        consumer.ack(message(SOURCE, offset))
+
+    async def commits(n):
+        offsets = [consumer._new_offset(SOURCE) for _ in range(n)]
+        await asyncio.gather(*consumer._rereads.values())
+        return offsets
+
+    in_flight = message(SOURCE, 30)
+    consumer._unacked_messages.add(in_flight)  # tracked by the stream, not yet stored: just wait
+    assert asyncio.run(commits(3)) == [None] * 3 and consumer.seeks == []
+    consumer._unacked_messages.clear()  # 30 is nowhere: dropped on the way
+    assert asyncio.run(commits(1)) == [None] and consumer.seeks == []  # could still be in the queue
+    assert asyncio.run(commits(1)) == [None] and consumer.seeks == [(SOURCE, 30)]
+    assert consumer._positions.expected(SOURCE) == 30
