@@ -23,6 +23,7 @@ import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Mapping
 from enum import Enum
+from time import monotonic
 from typing import Any
 
 import faust
@@ -32,6 +33,8 @@ from faust.types import TP, Message
 from tacit.kafka import end_offsets
 
 log = logging.getLogger(__name__)
+
+LOST_AFTER_S = 30.0  # a delivered record unaccounted for this long (many commit intervals) was dropped
 
 
 class Verdict(Enum):
@@ -90,7 +93,7 @@ class Consumer(faust_aiokafka.Consumer):
         super().__init__(*args, **kwargs)
         self._positions = Positions()
         self._read_offset = ReadOffsets(self._is_source)
-        self._suspected: dict[TP, int] = {}  # partition -> committed offset whose record seems lost
+        self._suspected: dict[TP, tuple[int, float]] = {}  # partition -> (committed offset missing, since)
         self._rereads: dict[TP, asyncio.Task] = {}  # the seeks that read such a partition again
 
     def _new_consumer_thread(self) -> ConsumerThread:
@@ -172,21 +175,27 @@ class Consumer(faust_aiokafka.Consumer):
         return super()._new_offset(tp)
 
     def _read_again_if_lost(self, tp: TP, committed: int) -> None:
-        """A record neither acknowledged nor in the stream while later ones are: read the partition again.
+        """A record delivered but neither acknowledged nor in the stream for long: read the partition again.
 
-        Records are processed in order, so this should not happen; if some path still drops one, the partition
-        would never be committed again. It has to be seen at two commits in a row (seconds apart), since a
-        record just fetched is in the stream's queue before it is tracked.
+        Records are processed in order, so this should not happen; should some path still drop one, the
+        partition would never be committed again. Right after a rebalance the committed record is routinely
+        missing for a while (the batch in flight during it was acknowledged, the re-read has not caught up
+        yet), and a record can wait seconds in the stream's queue before it is tracked: hence the wait.
         """
-        if any(message.offset == committed and message.tp == tp for message in self._unacked_messages):
+        delivered = (self._positions.expected(tp) or 0) > committed
+        in_flight = any(message.offset == committed and message.tp == tp for message in self._unacked_messages)
+        if not delivered or in_flight:
             self._suspected.pop(tp, None)
             return
-        if self._suspected.get(tp) != committed:
-            self._suspected[tp] = committed
+        since = self._suspected.get(tp)
+        if since is None or since[0] != committed:
+            self._suspected[tp] = (committed, monotonic())
+            return
+        if monotonic() - since[1] < LOST_AFTER_S:
             return
         del self._suspected[tp]
-        log.warning("%s[%d]: record %d was never processed while later ones were; reading the partition again "
-                    "from it", tp.topic, tp.partition, committed)
+        log.warning("%s[%d]: record %d was delivered but never processed; reading the partition again from it",
+                    tp.topic, tp.partition, committed)
         self._rereads[tp] = asyncio.get_running_loop().create_task(self.seek(tp, committed))
 
 

@@ -12,6 +12,7 @@ import pytest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from ingest import transport
 from ingest.transport import Consumer, Positions, ReadOffsets, Verdict
 
 SOURCE = TP("chat-events", 0)
@@ -156,20 +157,28 @@ def test_nothing_is_committed_past_an_unacknowledged_record(consumer):
     assert consumer._new_offset(SOURCE) == 1840
 
 
-def test_a_record_lost_on_the_way_makes_the_partition_read_again(consumer):
+def test_a_record_lost_on_the_way_makes_the_partition_read_again(consumer, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(transport, "monotonic", lambda: clock[0])
+    asyncio.run(consumer.seek(SOURCE, 30))
+    consumer.seeks.clear()
     consumer._committed_offset[SOURCE] = 30
     for offset in range(31, 40):
-        consumer.ack(message(SOURCE, offset))
+        consumer.ack(message(SOURCE, offset))  # acknowledged in the batch in flight during a rebalance
 
-    async def commits(n):
-        offsets = [consumer._new_offset(SOURCE) for _ in range(n)]
+    async def commit_after(seconds):
+        clock[0] += seconds
+        offset = consumer._new_offset(SOURCE)
         await asyncio.gather(*consumer._rereads.values())
-        return offsets
+        return offset
 
+    assert asyncio.run(commit_after(60)) is None and consumer.seeks == []  # 30 not read yet since the seek
+    consumer._positions.admit(SOURCE, 30)
     in_flight = message(SOURCE, 30)
     consumer._unacked_messages.add(in_flight)  # tracked by the stream, not yet stored: just wait
-    assert asyncio.run(commits(3)) == [None] * 3 and consumer.seeks == []
-    consumer._unacked_messages.clear()  # 30 is nowhere: dropped on the way
-    assert asyncio.run(commits(1)) == [None] and consumer.seeks == []  # could still be in the queue
-    assert asyncio.run(commits(1)) == [None] and consumer.seeks == [(SOURCE, 30)]
+    assert asyncio.run(commit_after(60)) is None and consumer.seeks == []
+    consumer._unacked_messages.clear()  # 30 is nowhere: dropped on the way, or still in the stream's queue
+    assert asyncio.run(commit_after(0)) is None and consumer.seeks == []
+    assert asyncio.run(commit_after(transport.LOST_AFTER_S - 1)) is None and consumer.seeks == []
+    assert asyncio.run(commit_after(1)) is None and consumer.seeks == [(SOURCE, 30)]
     assert consumer._positions.expected(SOURCE) == 30
