@@ -12,8 +12,8 @@ log and counts the records in between as acknowledged; it drops a re-read record
 stale one moved its read offset; it acknowledges records its stream skipped during the rebalance; and it
 commits one offset past a record that was never acknowledged. So records were committed but never stored,
 or a partition was left with records nobody would process: found with two workers sharing a stream while
-one of them leaves (README, "Scaling out"). The chat-events topic has no holes (no compaction, no transactions), so nothing of
-Faust's gap rule is needed for it.
+one of them leaves (README, "Scaling out"). The chat-events topic has no holes (no compaction, no
+transactions), so nothing of Faust's gap rule is needed for it.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ class Consumer(faust_aiokafka.Consumer):
     async def _read_again(self, tp: TP, arrived: int) -> None:
         """Seek back to the next record; if retention deleted it meanwhile, to the first one left."""
         expected = self._positions.expected(tp)
-        earliest = (await self.earliest_offsets(tp))[tp]
+        earliest = await self._log_start(tp)
         if expected < earliest:
             log.error("%s[%d]: records %d..%d were deleted by the topic's retention before they were processed; "
                       "continuing at %d", tp.topic, tp.partition, expected, earliest - 1, earliest)
@@ -128,6 +128,9 @@ class Consumer(faust_aiokafka.Consumer):
             log.warning("%s[%d]: record %d arrived where %d was next (fetched before a rebalance); reading the "
                         "partition again from there", tp.topic, tp.partition, arrived, expected)
         await self.seek(tp, expected)
+
+    async def _log_start(self, tp: TP) -> int:
+        return (await self.earliest_offsets(tp))[tp]
 
     async def seek(self, partition: TP, offset: int) -> None:
         await super().seek(partition, offset)
@@ -145,7 +148,7 @@ class Consumer(faust_aiokafka.Consumer):
             if not self._is_source(tp):
                 continue
             if offset is None or offset <= 0:
-                await self.seek(tp, (await self.earliest_offsets(tp))[tp])
+                await self.seek(tp, await self._log_start(tp))
             else:
                 self._positions.moved(tp, offset)
         return committed

@@ -53,10 +53,6 @@ class Record:
         return self.tp.topic
 
 
-def message(tp, offset, tracked=True):
-    return Record(tp, offset, tracked)
-
-
 @pytest.fixture
 def consumer(monkeypatch):
     """A bare Consumer (no app, no broker): fetches are scripted, seeks are recorded."""
@@ -102,8 +98,8 @@ def delivered(consumer, *fetches):
 
 def test_a_stale_fetch_after_a_seek_is_dropped_and_the_partition_read_again(consumer):
     asyncio.run(consumer.seek(SOURCE, 656))  # Faust's seek to the committed offset after a rebalance
-    stale = [message(SOURCE, o) for o in range(1309, 1312)]  # fetched before it
-    reread = [message(SOURCE, o) for o in range(656, 660)]
+    stale = [Record(SOURCE, o) for o in range(1309, 1312)]  # fetched before it
+    reread = [Record(SOURCE, o) for o in range(656, 660)]
     assert delivered(consumer, stale, reread) == [[], [656, 657, 658, 659]]
     assert consumer.seeks == [(SOURCE, 656), (SOURCE, 656)]  # one seek back for the whole stale fetch
 
@@ -111,7 +107,7 @@ def test_a_stale_fetch_after_a_seek_is_dropped_and_the_partition_read_again(cons
 def test_records_deleted_by_retention_are_skipped_not_sought_forever(consumer):
     asyncio.run(consumer.seek(SOURCE, 100))  # committed offset, but the log now starts at 400
     consumer.log_start = 400
-    first_left = [message(SOURCE, o) for o in range(400, 403)]
+    first_left = [Record(SOURCE, o) for o in range(400, 403)]
     assert delivered(consumer, first_left, first_left) == [[], [400, 401, 402]]
     assert consumer.seeks == [(SOURCE, 100), (SOURCE, 400)]
 
@@ -131,29 +127,29 @@ def test_a_partition_never_committed_is_read_from_its_beginning(consumer, monkey
 
 
 def test_a_fetch_delivered_twice_is_processed_once(consumer):
-    fetch = [message(SOURCE, o) for o in range(1803, 1806)]
-    assert delivered(consumer, fetch, fetch + [message(SOURCE, 1806)]) == [[1803, 1804, 1805], [1806]]
+    fetch = [Record(SOURCE, o) for o in range(1803, 1806)]
+    assert delivered(consumer, fetch, fetch + [Record(SOURCE, 1806)]) == [[1803, 1804, 1805], [1806]]
 
 
 def test_changelog_records_pass_untouched(consumer):
-    records = [message(CHANGELOG, 7), message(CHANGELOG, 3)]
+    records = [Record(CHANGELOG, 7), Record(CHANGELOG, 3)]
     assert delivered(consumer, records) == [[7, 3]]
 
 
 def test_a_record_skipped_by_the_stream_is_not_acknowledged(consumer):
     consumer._committed_offset[SOURCE] = 10
-    skipped = message(SOURCE, 10, tracked=False)  # the stream skipped it: flow stopped for a rebalance
+    skipped = Record(SOURCE, 10, tracked=False)  # the stream skipped it: flow stopped for a rebalance
     assert consumer.ack(skipped) is False and skipped.acked
-    assert consumer.ack(message(SOURCE, 11)) is True
+    assert consumer.ack(Record(SOURCE, 11)) is True
     assert consumer._new_offset(SOURCE) is None  # 10 was never processed
 
 
 def test_nothing_is_committed_past_an_unacknowledged_record(consumer):
     consumer._committed_offset[SOURCE] = 1828
     for offset in range(1829, 1840):
-        consumer.ack(message(SOURCE, offset))
+        consumer.ack(Record(SOURCE, offset))
     assert consumer._new_offset(SOURCE) is None  # Faust alone would commit 1840 and lose 1828
-    consumer.ack(message(SOURCE, 1828))
+    consumer.ack(Record(SOURCE, 1828))
     assert consumer._new_offset(SOURCE) == 1840
 
 
@@ -164,7 +160,7 @@ def test_a_record_lost_on_the_way_makes_the_partition_read_again(consumer, monke
     consumer.seeks.clear()
     consumer._committed_offset[SOURCE] = 30
     for offset in range(31, 40):
-        consumer.ack(message(SOURCE, offset))  # acknowledged in the batch in flight during a rebalance
+        consumer.ack(Record(SOURCE, offset))  # acknowledged in the batch in flight during a rebalance
 
     async def commit_after(seconds):
         clock[0] += seconds
@@ -174,7 +170,7 @@ def test_a_record_lost_on_the_way_makes_the_partition_read_again(consumer, monke
 
     assert asyncio.run(commit_after(60)) is None and consumer.seeks == []  # 30 not read yet since the seek
     consumer._positions.admit(SOURCE, 30)
-    in_flight = message(SOURCE, 30)
+    in_flight = Record(SOURCE, 30)
     consumer._unacked_messages.add(in_flight)  # tracked by the stream, not yet stored: just wait
     assert asyncio.run(commit_after(60)) is None and consumer.seeks == []
     consumer._unacked_messages.clear()  # 30 is nowhere: dropped on the way, or still in the stream's queue
