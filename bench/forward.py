@@ -19,9 +19,9 @@ import torch
 from transformers import AutoModelForSequenceClassification
 from transformers.utils import logging
 
-from tacit.hardware import cpu_has_native_bf16
-from tacit.scoring import quantize_int8
-from tacit.settings import TacitSettings
+from tacit.core.settings import TacitSettings
+from tacit.model.hardware import cpu_has_native_bf16
+from tacit.model.scoring import quantize_int8
 
 
 def models() -> dict[str, torch.nn.Module]:

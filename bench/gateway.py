@@ -22,21 +22,22 @@ from pathlib import Path
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from ingest.events import encode_event
-from ingest.importers import ImportReport, read_conversations
-from tacit import apikeys, stack
-from tacit.db import make_engine
-from tacit.demo import SAMPLE
-from tacit.domain import ChatEvent
-from tacit.processes import log_tail, tacit_child
-from tacit.settings import TacitSettings
+from tacit.core import apikeys
+from tacit.core.db import make_engine
+from tacit.core.domain import ChatEvent
+from tacit.core.settings import TacitSettings
+from tacit.data import SAMPLE_CONVERSATIONS
+from tacit.devstack import stack
+from tacit.devstack.processes import log_tail, tacit_child
+from tacit.ingest.events import encode_event
+from tacit.readers.importers import ImportReport, read_conversations
 
 TENANT = "bench"
 
 
 def chat_events(count: int) -> list[dict]:
     """``count`` real messages (the bundled sample, repeated under new conversation ids if need be)."""
-    events = [e for conversation in read_conversations(SAMPLE, TENANT, ImportReport()) for e in conversation]
+    events = [e for conversation in read_conversations(SAMPLE_CONVERSATIONS, TENANT, ImportReport()) for e in conversation]
     rounds = itertools.count()
     out: list[dict] = []
     while len(out) < count:

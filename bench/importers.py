@@ -14,8 +14,8 @@ import json
 import time
 from pathlib import Path
 
-from ingest.events import encode_event
-from ingest.importers import ImportReport, open_binary, read_conversations
+from tacit.ingest.events import encode_event
+from tacit.readers.importers import ImportReport, open_binary, read_conversations
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf" / "helpful-base_test.jsonl.gz"
 

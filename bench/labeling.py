@@ -14,12 +14,12 @@ import time
 from collections.abc import Sequence
 from itertools import islice
 
-from labelers import get_labeler
-from labelers.base import Labeler
-from labelers.datasets import log_candidates
-from tacit.demo import SAMPLE
-from tacit.domain import FeedbackCandidate
-from tacit.settings import TacitSettings
+from tacit.core.domain import FeedbackCandidate
+from tacit.core.settings import TacitSettings
+from tacit.data import SAMPLE_CONVERSATIONS
+from tacit.labels import get_labeler
+from tacit.labels.base import Labeler
+from tacit.labels.datasets import log_candidates
 
 
 def rate(labeler: Labeler, candidates: Sequence[FeedbackCandidate], batch: int) -> float:
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=500)
     parser.add_argument("--batch", type=int, default=500)
     args = parser.parse_args()
-    candidates = list(islice(log_candidates(SAMPLE, "tacit"), args.items))
+    candidates = list(islice(log_candidates(SAMPLE_CONVERSATIONS, "tacit"), args.items))
     settings = TacitSettings()
     embedding = get_labeler("embedding", settings)
     embedding.label(candidates[:16])  # warm-up

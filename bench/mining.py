@@ -14,19 +14,19 @@ import argparse
 import time
 from collections import Counter
 
-from labelers.datasets import log_candidates
-from labelers.mining import Miner
-from labelers.refine import with_refinements
-from labelers.rules import RulesLabeler
-from tacit.demo import SAMPLE
-from tacit.settings import TacitSettings
+from tacit.core.settings import TacitSettings
+from tacit.data import SAMPLE_CONVERSATIONS
+from tacit.labels.datasets import log_candidates
+from tacit.labels.rules import RulesLabeler
+from tacit.refine.mining import Miner
+from tacit.refine.pipeline import with_refinements
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--threshold", type=float, default=TacitSettings().mining_threshold)
     args = parser.parse_args()
-    candidates = list(log_candidates(SAMPLE, "tacit"))
+    candidates = list(log_candidates(SAMPLE_CONVERSATIONS, "tacit"))
     started = time.perf_counter()
     pairs = with_refinements(candidates, RulesLabeler().label(candidates))
     labeled = time.perf_counter()

@@ -16,13 +16,13 @@ from pathlib import Path
 import torch
 from transformers import AutoTokenizer
 
-from tacit.demo import HELDOUT_PAIRS
-from tacit.hardware import autocast, compute_dtype, default_device
-from tacit.layouts import render
-from tacit.scoring import RewardScorer
-from tacit.settings import TacitSettings
-from trainer.evaluate import load_hh_pairs
-from trainer.model import load_reward_model, ordinal_loss, save_reward_model
+from tacit.core.settings import TacitSettings
+from tacit.data import HELDOUT_PAIRS
+from tacit.model.hardware import autocast, compute_dtype, default_device
+from tacit.model.layouts import render
+from tacit.model.scoring import RewardScorer
+from tacit.trainer.evaluate import load_hh_pairs
+from tacit.trainer.model import load_reward_model, ordinal_loss, save_reward_model
 
 
 def chat_texts(count: int) -> list[str]:

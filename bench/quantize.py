@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
-from tacit.demo import HELDOUT_PAIRS
-from tacit.hardware import cpu_has_native_bf16
-from tacit.scoring import RewardScorer, canary_rewards
-from tacit.settings import TacitSettings
-from trainer.evaluate import load_hh_pairs
+from tacit.core.settings import TacitSettings
+from tacit.data import HELDOUT_PAIRS
+from tacit.model.hardware import cpu_has_native_bf16
+from tacit.model.scoring import RewardScorer, canary_rewards
+from tacit.trainer.evaluate import load_hh_pairs
 
 
 def scored(scorer: RewardScorer, chosen: list[str], rejected: list[str]) -> tuple[list[float], float]:

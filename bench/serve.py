@@ -74,7 +74,7 @@ def wildreward_app(checkpoint: Path, threads: int):
     from fastapi import FastAPI
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from tacit.hardware import default_device
+    from tacit.model.hardware import default_device
 
     torch.set_num_threads(threads)
     device = default_device()
@@ -111,7 +111,7 @@ def wildreward_app(checkpoint: Path, threads: int):
 def save_checkpoint(directory: Path) -> Path:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from tacit.settings import TacitSettings
+    from tacit.core.settings import TacitSettings
 
     base = TacitSettings().resolved_base_model()
     model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=3)
@@ -125,7 +125,7 @@ def registry(directory: Path, checkpoints: list[Path]) -> str:
     """A SQLite registry whose first version is champion; the service polls it for promotions."""
     from sqlalchemy.orm import Session
 
-    from tacit.db import Base, ModelStatus, ModelVersion, make_engine
+    from tacit.core.db import Base, ModelStatus, ModelVersion, make_engine
 
     url = f"sqlite:///{directory / 'registry.db'}"
     engine = make_engine(url)
@@ -149,7 +149,7 @@ def registry(directory: Path, checkpoints: list[Path]) -> str:
 def promote(url: str, version: int) -> None:
     from sqlalchemy import update
 
-    from tacit.db import ModelStatus, ModelVersion, make_engine
+    from tacit.core.db import ModelStatus, ModelVersion, make_engine
 
     engine = make_engine(url)
     with engine.begin() as connection:
@@ -308,7 +308,7 @@ def measure(name: str, server: Server, load: Load, args: argparse.Namespace) -> 
 def describe(texts: list[str]) -> str:
     from transformers import AutoTokenizer
 
-    from tacit.settings import TacitSettings
+    from tacit.core.settings import TacitSettings
 
     tokenizer = AutoTokenizer.from_pretrained(TacitSettings().resolved_base_model())
     lengths = sorted(min(len(ids), MAX_LENGTH) for ids in tokenizer(texts)["input_ids"])
@@ -331,8 +331,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=18931)
     parser.add_argument("--wildreward-worker", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    from serving.model import torch_threads
-    from tacit.settings import TacitSettings
+    from tacit.core.settings import TacitSettings
+    from tacit.serving.model import torch_threads
 
     args.threads = args.threads or torch_threads(TacitSettings())
     if args.wildreward_worker is not None:

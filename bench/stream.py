@@ -27,20 +27,19 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import func, select
 
-from ingest.app import faust_app
-from ingest.events import encode_event
-from ingest.importers import ImportReport, read_conversations
-from tacit import stack
-from tacit.db import MessageRow, make_engine
-from tacit.domain import ChatEvent
-from tacit.processes import tacit_child
-from tacit.settings import TacitSettings
-
-SAMPLE = Path(__file__).resolve().parent.parent / "tacit" / "data" / "sample_conversations.jsonl.gz"
+from tacit.core.db import MessageRow, make_engine
+from tacit.core.domain import ChatEvent
+from tacit.core.settings import TacitSettings
+from tacit.data import SAMPLE_CONVERSATIONS
+from tacit.devstack import stack
+from tacit.devstack.processes import tacit_child
+from tacit.ingest.app import faust_app
+from tacit.ingest.events import encode_event
+from tacit.readers.importers import ImportReport, read_conversations
 
 
 def load_events(copies: int) -> list[ChatEvent]:
-    events = [e for conversation in read_conversations(SAMPLE, "bench", ImportReport(), "tacit") for e in conversation]
+    events = [e for conversation in read_conversations(SAMPLE_CONVERSATIONS, "bench", ImportReport(), "tacit") for e in conversation]
     return [e.model_copy(update={"conversation_id": f"{e.conversation_id}~{copy}"})
             for copy in range(copies) for e in events]
 

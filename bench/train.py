@@ -21,13 +21,13 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler
 from transformers import AutoTokenizer, DataCollatorWithPadding, Trainer, TrainingArguments
 
-from tacit.hardware import compute_dtype, default_device
-from tacit.settings import TacitSettings
-from trainer.dataset import RewardExample, label_scheme
-from trainer.evaluate import load_hh_pairs
-from trainer.job import BUNDLED_BENCHMARK
-from trainer.model import load_reward_model, ordinal_loss
-from trainer.train import TrainConfig, _fit, _loader
+from tacit.core.examples import RewardExample, label_scheme
+from tacit.core.settings import TacitSettings
+from tacit.data import HELDOUT_PAIRS
+from tacit.model.hardware import compute_dtype, default_device
+from tacit.trainer.evaluate import load_hh_pairs
+from tacit.trainer.model import load_reward_model, ordinal_loss
+from tacit.trainer.train import TrainConfig, _fit, _loader
 
 
 class CountingLoader:
@@ -43,7 +43,7 @@ class CountingLoader:
 
 
 def chat_examples() -> list[RewardExample]:
-    pairs = load_hh_pairs(BUNDLED_BENCHMARK)
+    pairs = load_hh_pairs(HELDOUT_PAIRS)
     return [
         RewardExample("bench", f"c{i}", f"u{i}", p.history, p.query, reply, level)
         for i, p in enumerate(pairs)

@@ -1,6 +1,6 @@
 """The ``tacit`` command line.
 
-The CLI (with :mod:`tacit.demo`) is where the stages are composed; every stage import is inside its
+The CLI (with :mod:`tacit.devstack.demo`) is where the stages are composed; every stage import is inside its
 command so that ``tacit --help`` stays fast and the core modules of ``tacit`` never depend on a stage.
 """
 
@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from tacit import stack
-from tacit.errors import TacitError
-from tacit.settings import TacitSettings, get_settings
+from tacit.core.endpoints import endpoint
+from tacit.core.errors import TacitError
+from tacit.core.settings import TacitSettings, get_settings
+from tacit.devstack import stack
 
 if TYPE_CHECKING:
-    from rlhi.analysis import UserDistribution
+    from tacit.trainer.diversity import UserDistribution
 
 console = Console(stderr=True)
 app = typer.Typer(
@@ -49,7 +50,7 @@ def main() -> None:
 
 
 def _endpoint(component: str) -> str:
-    return stack.endpoint(_settings(), component)
+    return endpoint(_settings(), component)
 
 
 # ------------------------------------------------------------------------------------------------- stack
@@ -77,7 +78,7 @@ def stack_status() -> None:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply the Alembic migrations to the configured or embedded database."""
-    from tacit import db
+    from tacit.core import db
 
     db.upgrade(_endpoint("postgres"))
     console.print("schema at the newest migration")
@@ -122,8 +123,8 @@ def replay(
     """
     from rich.table import Table
 
-    from ingest.replay import ReplayOptions
-    from ingest.replay import replay as replay_file
+    from tacit.ingest.replay import ReplayOptions
+    from tacit.ingest.replay import replay as replay_file
 
     options = ReplayOptions(format_name, tenant=tenant, limit=limit, rate=rate)
     report = replay_file(file, _settings(), _endpoint("kafka"), options)
@@ -142,7 +143,7 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="crit, error, warn, info or debug.")] = "warn",
 ) -> None:
     """Run a stream worker: rate follow-ups and store them in Postgres, until interrupted."""
-    from ingest.app import run_worker
+    from tacit.ingest.app import run_worker
 
     run_worker(_settings(), _endpoint("kafka"), _endpoint("postgres"), loglevel=loglevel)
 
@@ -160,7 +161,7 @@ def keys_create(
     name: Annotated[str | None, typer.Option(help="What the key is for, shown by `tacit keys list`.")] = None,
 ) -> None:
     """Make a key and print it (on stdout) once: only its hash is stored."""
-    from tacit import apikeys
+    from tacit.core import apikeys
 
     stored, key = apikeys.create(_registry(), tenant, name)
     console.print(f"key {stored.id} of tenant {stored.tenant}; keep it now, it is not shown again:")
@@ -172,7 +173,7 @@ def keys_list(tenant: Annotated[str | None, typer.Option(help="Only this tenant'
     """Every key's id, tenant, name and dates; never the keys themselves."""
     from rich.table import Table
 
-    from tacit import apikeys
+    from tacit.core import apikeys
 
     table = Table("id", "tenant", "name", "created", "revoked")
     for key in apikeys.list_keys(_registry(), tenant):
@@ -184,7 +185,7 @@ def keys_list(tenant: Annotated[str | None, typer.Option(help="Only this tenant'
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (from `tacit keys list`).")]) -> None:
     """Revoke a key: refused everywhere within TACIT_API_KEY_CACHE_S seconds."""
-    from tacit import apikeys
+    from tacit.core import apikeys
 
     key = apikeys.revoke(_registry(), key_id)
     console.print(f"key {key.id} of tenant {key.tenant} revoked at {key.revoked_at:%Y-%m-%d %H:%M:%S}")
@@ -196,7 +197,7 @@ def gateway(
     port: Annotated[int | None, typer.Option(help="Port (default: TACIT_GATEWAY_PORT).")] = None,
 ) -> None:
     """Take chat events over HTTP (POST /v1/events with a tenant's API key) and put them on Kafka."""
-    from ingest.gateway import run
+    from tacit.ingest.gateway import run
 
     run(_settings(), host=host, port=port)
 
@@ -217,10 +218,10 @@ def labelers_fit(
     teacher: Annotated[str, typer.Option(help="Labeler that labels a conversation log.")] = "rules",
 ) -> None:
     """Fit the embedding labeler's classifier; point TACIT_EMBEDDING_HEAD at the result to use it."""
-    from labelers import get_labeler
-    from labelers.datasets import load_items
-    from labelers.embedding import load_encoder
-    from labelers.fitting import fit
+    from tacit.labels import get_labeler
+    from tacit.labels.datasets import load_items
+    from tacit.labels.embedding import load_encoder
+    from tacit.labels.fitting import fit
 
     settings = _settings()
     items, source = load_items(data, format_name, get_labeler(teacher, settings))
@@ -245,8 +246,8 @@ def labelers_eval(
                                               "same each run (for slow labelers).")] = None,
 ) -> None:
     """Compare a labeler with human labels: per-level precision/recall, confusion matrix, ROC-AUC, items/s."""
-    from labelers import get_labeler
-    from labelers.evaluation import evaluate, format_report, read_items
+    from tacit.labels import get_labeler
+    from tacit.labels.evaluation import evaluate, format_report, read_items
 
     report = evaluate(get_labeler(labeler, _settings()), read_items(data, format_name, limit))
     print(format_report(report))
@@ -261,12 +262,12 @@ def relabel(
     """Derive the labels again (raw, refined, filtered, pending) from the stored messages; safe to run twice."""
     from rich.progress import Progress
 
-    from labelers import get_labeler
-    from labelers.mining import Miner
-    from labelers.refusal import get_validator
-    from labelers.relabel import Scope, count_conversations
-    from labelers.relabel import relabel as run_relabel
-    from tacit.db import make_engine
+    from tacit.core.db import make_engine
+    from tacit.ingest.relabel import Scope, count_conversations
+    from tacit.ingest.relabel import relabel as run_relabel
+    from tacit.labels import get_labeler
+    from tacit.refine.mining import Miner
+    from tacit.refine.pipeline import get_validator
 
     settings = _settings()
     engine = make_engine(_endpoint("postgres"))
@@ -315,13 +316,13 @@ def train(
     """Train a reward model on the stored labels, evaluate it against the champion, promote or reject it."""
     _endpoint("postgres")
     if ray_job:
-        from trainer.submit import submit_training
+        from tacit.trainer.submit import submit_training
 
         _print_version(submit_training(_settings(), _given_options(ctx, leave_out="ray_job"),
                                        echo=lambda text: typer.echo(text, nl=False)))
         return
-    from trainer.dataset import Selection
-    from trainer.job import run_training
+    from tacit.core.examples import Selection
+    from tacit.trainer.job import run_training
 
     if ray or workers > 1:
         _endpoint("ray")
@@ -368,9 +369,9 @@ def schedule(
     """Retrain on a cron expression and/or when enough new labels arrived; never two runs at once."""
     import logging
 
-    from tacit.db import make_engine
-    from trainer.job import run_training
-    from trainer.schedule import Schedule, run_schedule
+    from tacit.core.db import make_engine
+    from tacit.trainer.job import run_training
+    from tacit.trainer.schedule import Schedule, run_schedule
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = _settings()
@@ -387,7 +388,7 @@ def models_list() -> None:
     """Every model version with its status and headline metrics."""
     from rich.table import Table
 
-    from trainer.registry import list_versions
+    from tacit.core.registry import list_versions
 
     table = Table("version", "status", "created", "promoted", "holdout qwk", "holdout ece", "pairwise")
     for version in list_versions(_registry()):
@@ -411,7 +412,8 @@ def models_promote(
     reason: Annotated[str, typer.Option(help="Why, for the audit trail.")] = "promoted by hand",
 ) -> None:
     """Make a version the champion (the previous one is retired) and announce it."""
-    from trainer import events, registry
+    from tacit.core import model_events as events
+    from tacit.core import registry
 
     events.publish(_settings(), registry.promote(_registry(), version, reason=reason))
     console.print(f"version {version} is the champion")
@@ -422,7 +424,8 @@ def models_rollback(
     reason: Annotated[str, typer.Option(help="Why, for the audit trail.")] = "rolled back by hand",
 ) -> None:
     """Reject the champion and bring back the previous one, announced like a promotion."""
-    from trainer import events, registry
+    from tacit.core import model_events as events
+    from tacit.core import registry
 
     event = registry.rollback(_registry(), reason=reason)
     events.publish(_settings(), event)
@@ -430,7 +433,7 @@ def models_rollback(
 
 
 def _registry():
-    from tacit.db import make_engine
+    from tacit.core.db import make_engine
 
     return make_engine(_endpoint("postgres"))
 
@@ -440,7 +443,7 @@ def _number(value: float | None) -> str:
 
 
 def _print_version(version_id: int, *, details: bool = False) -> None:
-    from trainer.registry import RegistryError, decisions, get_version
+    from tacit.core.registry import RegistryError, decisions, get_version
 
     engine = _registry()
     version = get_version(engine, version_id)
@@ -488,7 +491,7 @@ def _margin(margin: float | None) -> float:
 
 def _scoring_client(url: str | None):
     """A client of the running scoring service, with the key TACIT_API_KEY."""
-    from serving.client import ScoringClient
+    from tacit.model.client import ScoringClient
 
     settings = _settings()
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
@@ -498,7 +501,7 @@ def _scoring_client(url: str | None):
 @pairs_app.command("build")
 def pairs_build(tenant: TenantOption = None) -> None:
     """Derive re-attempt pairs (corrected reply vs. the accepted retry) from the labels; idempotent."""
-    from rlhi.pairs import build_pairs
+    from tacit.rlhi.pairs import build_pairs
 
     console.print(f"{build_pairs(_registry(), tenant)} re-attempt pairs stored")
 
@@ -511,7 +514,7 @@ def pairs_rank(
 ) -> None:
     """Pairs ranked by the running scoring service: among stored replies to the same prompt (regenerations,
     branches, the same question in other conversations), the best against the worst; idempotent."""
-    from rlhi.ranking import rank, store_pairs, stored_groups
+    from tacit.rlhi.ranking import rank, store_pairs, stored_groups
 
     engine = _registry()
     groups = [group for group in stored_groups(engine, tenant) if len(group.candidates) >= 2]
@@ -537,7 +540,7 @@ def personas_build(
     """Rebuild the persona of every user with a known id from their history; idempotent."""
     from datetime import timedelta
 
-    from rlhi.personas import build_personas, refresh_due
+    from tacit.rlhi.personas import build_personas, refresh_due
 
     engine = _registry()
     if if_older_than is not None and not refresh_due(engine, tenant, timedelta(hours=if_older_than)):
@@ -545,7 +548,7 @@ def personas_build(
         return
     summariser = None
     if method is PersonaMethod.llm:
-        from rlhi.persona_summary import PersonaSummariser
+        from tacit.rlhi.persona_summary import PersonaSummariser
 
         summariser = PersonaSummariser.from_settings(_settings())
     console.print(f"{build_personas(engine, tenant, summariser=summariser)} personas stored ({method.value})")
@@ -569,8 +572,8 @@ def dpo_online(
 ) -> None:
     """Sample replies from a local policy, rank them with the running scoring service, store the
     best-versus-worst pairs and train the policy on them with TRL's DPOTrainer."""
-    from rlhi.online_dpo import SOURCE, OnlineDPOConfig, prompts_from_file, run_online_dpo
-    from rlhi.ranking import store_pairs, stored_groups
+    from tacit.rlhi.online_dpo import SOURCE, OnlineDPOConfig, prompts_from_file, run_online_dpo
+    from tacit.rlhi.ranking import store_pairs, stored_groups
 
     settings = _settings()
     engine = _registry()
@@ -587,7 +590,7 @@ def dpo_online(
 @export_app.command("dpo")
 def export_dpo(out: OutOption, tenant: TenantOption = None, persona: PersonaOption = False) -> None:
     """Preference pairs as prompt / chosen / rejected messages, the format TRL's DPOTrainer loads."""
-    from rlhi.export import dpo_records, write_records
+    from tacit.rlhi.export import dpo_records, write_records
 
     records = dpo_records(_registry(), tenant, persona)
     write_records(records, out)
@@ -597,7 +600,7 @@ def export_dpo(out: OutOption, tenant: TenantOption = None, persona: PersonaOpti
 @export_app.command("rm")
 def export_rm(out: OutOption, tenant: TenantOption = None, persona: PersonaOption = False) -> None:
     """WildFB-style items: text in the WildReward layout, label = ordinal class of levels 1, 2, 4, 5."""
-    from rlhi.export import rm_records, write_records
+    from tacit.rlhi.export import rm_records, write_records
 
     records = rm_records(_registry(), tenant, persona)
     write_records(records, out)
@@ -646,7 +649,8 @@ def analyze_users(
     """
     from rich.table import Table
 
-    from rlhi.analysis import (
+    from tacit.core.examples import Selection, load_examples
+    from tacit.trainer.diversity import (
         METRICS,
         DiversityConfig,
         UserDistribution,
@@ -654,7 +658,6 @@ def analyze_users(
         user_diversity,
         write_outputs,
     )
-    from trainer.dataset import Selection, load_examples
 
     engine = _registry()
     examples = load_examples(engine, Selection(tenants=(tenant,) if tenant else ()))
@@ -701,9 +704,11 @@ def serve(
 ) -> None:
     """Serve reward scores over HTTP: POST /v1/score, /v1/compare and the WildReward-compatible
     POST /get_reward; serving the champion follows its promotions (hot swap)."""
-    from serving.server import serve as run_server
-
-    run_server(_settings(), version=version, checkpoint=checkpoint, host=host, port=port, on_ray=ray)
+    if ray:
+        from tacit.serving.ray_app import serve_on_ray as run_server
+    else:
+        from tacit.serving.server import serve as run_server
+    run_server(_settings(), version=version, checkpoint=checkpoint, host=host, port=port)
 
 
 @app.command()
@@ -718,7 +723,7 @@ def score(
         raise typer.BadParameter("give texts to score, or --pairs FILE")
     with _scoring_client(url) as client:
         if pairs is not None:
-            from trainer.evaluate import load_hh_pairs, pairwise_accuracy
+            from tacit.trainer.evaluate import load_hh_pairs, pairwise_accuracy
 
             loaded = load_hh_pairs(pairs)
             accuracy = pairwise_accuracy(client.get_reward, loaded)
@@ -736,7 +741,7 @@ def demo(
     limit: Annotated[int | None, typer.Option(min=1, help="Replay only this many conversations.")] = None,
 ) -> None:
     """Run the whole pipeline once on the embedded stack and the bundled chat logs, then print a summary."""
-    from tacit import demo as demo_module
+    from tacit.devstack import demo as demo_module
 
     demo_module.run(_settings(), console, limit=limit)
 
@@ -744,6 +749,6 @@ def demo(
 @app.command()
 def up() -> None:
     """Run the platform on the embedded stack (worker, and scoring once a model exists) until Ctrl-C."""
-    from tacit import platform
+    from tacit.devstack import platform
 
     platform.run(_settings(), console)

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from tacit.transcripts import parse_hh_transcript
+from tacit.readers.transcripts import parse_hh_transcript
 
 HERE = Path(__file__).parent
 HH_SUBSETS = ("helpful-base", "helpful-online", "helpful-rejection-sampled", "harmless-base")

@@ -14,9 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tacit import stack
-from tacit.settings import TacitSettings
-from tacit.stack import free_port
+from tacit.core.endpoints import Endpoints
+from tacit.core.settings import TacitSettings
+from tacit.devstack import stack
+from tacit.devstack.stack import free_port
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +34,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> TacitSettings:
 
 
 @pytest.fixture(scope="session")
-def embedded_stack(settings: TacitSettings) -> Iterator[stack.Endpoints]:
+def embedded_stack(settings: TacitSettings) -> Iterator[Endpoints]:
     try:
         yield stack.up(settings, report=lambda line: None)
     finally:

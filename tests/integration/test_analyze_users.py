@@ -14,10 +14,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from labelers.refine import REFINED
-from tacit import cli, stack
-from tacit.db import FeedbackRow, MessageRow, make_engine
-from tacit.settings import TacitSettings
+from tacit import cli
+from tacit.core.db import FeedbackRow, MessageRow, make_engine
+from tacit.core.domain import REFINED
+from tacit.core.endpoints import Endpoints
+from tacit.core.settings import TacitSettings
 
 pytestmark = pytest.mark.integration
 TENANT = f"analyze-{uuid.uuid4().hex[:8]}"  # private to this run of this module
@@ -44,7 +45,7 @@ def labeled_rows() -> Iterator[MessageRow | FeedbackRow]:
 
 
 @pytest.fixture
-def engine(embedded_stack: stack.Endpoints) -> Iterator[Engine]:
+def engine(embedded_stack: Endpoints) -> Iterator[Engine]:
     engine = make_engine(embedded_stack.database_url)
     with Session(engine) as session, session.begin():
         session.add_all(labeled_rows())

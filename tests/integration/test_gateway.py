@@ -14,14 +14,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from typer.testing import CliRunner
 
-from ingest.gateway import create_app
-from serving.server import load_app
-from tacit import apikeys
-from tacit.apikeys import KeyVerifier
 from tacit.cli import app as cli
-from tacit.db import make_engine
-from tacit.kafka import ensure_topics
-from tacit.settings import TacitSettings, get_settings
+from tacit.core import apikeys
+from tacit.core.apikeys import KeyVerifier
+from tacit.core.db import make_engine
+from tacit.core.kafka import ensure_topics
+from tacit.core.settings import TacitSettings, get_settings
+from tacit.ingest.gateway import create_app
+from tacit.serving.server import load_app
 from tests.unit.test_serving_app import CHAT, TACIT_SPEC, save_tiny_checkpoint
 
 pytestmark = pytest.mark.integration

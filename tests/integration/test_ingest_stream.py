@@ -20,13 +20,14 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from ingest.events import encode_event, parse_event, storable_reason
-from tacit import stack
-from tacit.db import FeedbackRow, MessageRow, RejectedEvent, make_engine
-from tacit.domain import ChatEvent, Role
-from tacit.kafka import end_offsets
-from tacit.processes import tacit_child
-from tacit.settings import TacitSettings
+from tacit.core.db import FeedbackRow, MessageRow, RejectedEvent, make_engine
+from tacit.core.domain import ChatEvent, Role
+from tacit.core.endpoints import Endpoints, read_state
+from tacit.core.kafka import end_offsets
+from tacit.core.settings import TacitSettings
+from tacit.devstack import stack
+from tacit.devstack.processes import tacit_child
+from tacit.ingest.events import encode_event, parse_event, storable_reason
 from tests.integration.test_thin_path import wait_until
 
 pytestmark = pytest.mark.integration
@@ -35,7 +36,7 @@ PRAISE = "Thank you so much, that solved it!"
 
 
 @pytest.fixture(scope="module")
-def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TacitSettings, stack.Endpoints]]:
+def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TacitSettings, Endpoints]]:
     """Tansu and PostgreSQL of this module alone (no Ray), so its counts are its own."""
     settings = TacitSettings(data_dir=tmp_path_factory.mktemp("ingest"), ray_address="not-used:1")
     try:
@@ -162,7 +163,7 @@ def test_sigkill_and_a_second_worker_store_every_followup_once(private):
     stored_by_victim = tenant_count(engine, MessageRow, "crash")
     assert stored_by_victim < 5 * count, "killed too late to test anything"
     # The restarted worker first, the second one joining once it made progress: a rebalance mid-stream, which
-    # once lost records (see ingest.transport).
+    # once lost records (see tacit.ingest.transport).
     with worker(settings, "crash-2"):
         wait_until(lambda: tenant_count(engine, MessageRow, "crash") > stored_by_victim, "the restart's progress",
                    logs / "crash-2.log")
@@ -197,7 +198,7 @@ def test_a_worker_leaving_mid_stream_loses_nothing(private):
 
 def restart_postgres(settings: TacitSettings, outage: Callable[[], None]) -> None:
     """Stop the embedded PostgreSQL, run ``outage``, start it again on the same port and data."""
-    state = stack.read_state(settings)
+    state = read_state(settings)
     record = state["postgres"]
     os.kill(record.pids[0], signal.SIGINT)
     wait_until(lambda: not record.alive(), "PostgreSQL to stop", Path(record.log))

@@ -10,11 +10,11 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from labelers import get_labeler
-from tacit.domain import FeedbackCandidate, Message, Role, SatisfactionLevel
-from tacit.errors import TacitError
-from tacit.settings import TacitSettings
-from tacit.stack import free_port
+from tacit.core.domain import FeedbackCandidate, Message, Role, SatisfactionLevel
+from tacit.core.errors import TacitError
+from tacit.core.settings import TacitSettings
+from tacit.devstack.stack import free_port
+from tacit.labels import get_labeler
 from tests.integration.conftest import LLMServer
 
 pytestmark = pytest.mark.integration

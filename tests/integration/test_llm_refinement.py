@@ -12,13 +12,13 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from labelers.chat import JudgeConfig
-from labelers.refusal import RefusalVerdict
-from labelers.refusal_llm import LLMRefusalValidator
-from rlhi.persona_summary import SUMMARY_CHARS, SUMMARY_LINES, PersonaSummariser
-from rlhi.personas import build_personas
-from tacit.db import PersonaRow
-from tacit.domain import FeedbackCandidate, Message, Role, SatisfactionLevel
+from tacit.core.db import PersonaRow
+from tacit.core.domain import FeedbackCandidate, Message, Role, SatisfactionLevel
+from tacit.core.llm import JudgeConfig
+from tacit.refine.refusal import RefusalVerdict
+from tacit.refine.refusal_llm import LLMRefusalValidator
+from tacit.rlhi.persona_summary import SUMMARY_CHARS, SUMMARY_LINES, PersonaSummariser
+from tacit.rlhi.personas import build_personas
 from tests.integration.conftest import LLMServer
 from tests.integration.test_rlhi import TENANT, engine  # noqa: F401 (the fixture: the RLHI test store)
 

@@ -10,7 +10,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 
-from tacit import db
+from tacit.core import db
 
 pytestmark = pytest.mark.integration
 

@@ -11,15 +11,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from ingest.events import encode_event
-from labelers.mining import Miner
-from labelers.refine import PENDING, REFINED
-from labelers.relabel import Scope, relabel
-from labelers.rules import RulesLabeler
-from tacit import stack
-from tacit.db import FeedbackRow, make_engine
-from tacit.domain import ChatEvent, Role
-from tacit.settings import TacitSettings
+from tacit.core.db import FeedbackRow, make_engine
+from tacit.core.domain import PENDING, REFINED, ChatEvent, Role
+from tacit.core.endpoints import Endpoints
+from tacit.core.settings import TacitSettings
+from tacit.devstack import stack
+from tacit.ingest.events import encode_event
+from tacit.ingest.relabel import Scope, relabel
+from tacit.labels.rules import RulesLabeler
+from tacit.refine.mining import Miner
 from tests.integration.test_ingest_stream import produce, worker
 from tests.integration.test_thin_path import wait_until
 from tests.unit.test_labelers_mining import FRIDGE_ASK, FRIDGE_THANKS, KETO_ASK, KETO_THANKS, REPLY
@@ -34,7 +34,7 @@ CONVERSATIONS = {"keto": [OPENING, REPLY, KETO_ASK, REPLY, KETO_THANKS],
 
 
 @pytest.fixture(scope="module")
-def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TacitSettings, stack.Endpoints]]:
+def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TacitSettings, Endpoints]]:
     settings = TacitSettings(data_dir=tmp_path_factory.mktemp("mining"), ray_address="not-used:1",
                              mining_idle_seconds=IDLE_SECONDS, sink_batch_seconds=0.2)
     try:
@@ -43,7 +43,7 @@ def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TacitSet
         stack.down(settings, report=lambda line: None)
 
 
-def send(endpoints: stack.Endpoints, settings: TacitSettings, conversation: str, turns: range) -> None:
+def send(endpoints: Endpoints, settings: TacitSettings, conversation: str, turns: range) -> None:
     events = [ChatEvent(tenant=TENANT, conversation_id=conversation, turn_index=turn,
                         role=Role.USER if turn % 2 == 0 else Role.ASSISTANT,
                         content=CONVERSATIONS[conversation][turn], user_id="u1") for turn in turns]

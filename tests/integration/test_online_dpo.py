@@ -17,11 +17,12 @@ from sqlalchemy.orm import Session
 from transformers import AutoModelForCausalLM
 from typer.testing import CliRunner
 
-from serving.server import BackgroundServer, start_in_background
-from tacit import cli, stack
-from tacit.db import MessageRow, ModelStatus, ModelVersion, PreferencePairRow, make_engine
-from tacit.domain import Role
-from tacit.settings import TacitSettings
+from tacit import cli
+from tacit.core.db import MessageRow, ModelStatus, ModelVersion, PreferencePairRow, make_engine
+from tacit.core.domain import Role
+from tacit.core.endpoints import Endpoints
+from tacit.core.settings import TacitSettings
+from tacit.serving.server import BackgroundServer, start_in_background
 from tests.unit.test_serving_app import TACIT_SPEC, save_tiny_checkpoint
 
 pytestmark = pytest.mark.integration
@@ -41,7 +42,7 @@ def delete_tenant(engine: Engine) -> None:
 
 
 @pytest.fixture(scope="module")
-def engine(embedded_stack: stack.Endpoints) -> Iterator[Engine]:
+def engine(embedded_stack: Endpoints) -> Iterator[Engine]:
     engine = make_engine(embedded_stack.database_url)
     delete_tenant(engine)
     with Session(engine) as session, session.begin():

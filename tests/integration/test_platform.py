@@ -13,8 +13,9 @@ import httpx
 import psutil
 import pytest
 
-from tacit import stack
-from tacit.settings import TacitSettings
+from tacit.core.endpoints import read_state, state_path
+from tacit.core.settings import TacitSettings
+from tacit.devstack import stack
 from tests.integration.test_thin_path import wait_until
 
 pytestmark = pytest.mark.integration
@@ -41,7 +42,7 @@ def test_up_runs_until_interrupted_and_stops_what_it_started(tmp_path: Path):
         assert "worker: started" in output and "gateway: started" in output, output
         wait_until(lambda: answers(f"http://127.0.0.1:{gateway_port}/healthz"), "the gateway",
                    tmp_path / "logs" / "gateway.log")
-        recorded = [pid for record in stack.read_state(settings).values() for pid in record.pids]
+        recorded = [pid for record in read_state(settings).values() for pid in record.pids]
         assert len(recorded) == 3 and all(psutil.pid_exists(pid) for pid in recorded)
         children = psutil.Process(proc.pid).children()
         commands = [" ".join(child.cmdline()) for child in children]
@@ -56,4 +57,4 @@ def test_up_runs_until_interrupted_and_stops_what_it_started(tmp_path: Path):
             stack.down(settings, report=lambda line: None)
     assert proc.returncode == 0, output
     assert not any(psutil.pid_exists(pid) for pid in recorded + [child.pid for child in children])
-    assert not stack.state_path(settings).exists()
+    assert not state_path(settings).exists()

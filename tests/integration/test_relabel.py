@@ -11,15 +11,14 @@ import pytest
 from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Engine
 
-from ingest.sink import PostgresSink, SinkBatch
-from labelers.refine import FILTERED, REFINED
-from labelers.refusal_llm import LLMRefusalValidator
-from labelers.relabel import Scope, relabel
-from labelers.rules import RulesLabeler
-from tacit import stack
-from tacit.db import Conversation, FeedbackRow, MessageRow, make_engine
-from tacit.domain import ChatEvent, Role
-from tacit.settings import TacitSettings
+from tacit.core.db import Conversation, FeedbackRow, MessageRow, make_engine
+from tacit.core.domain import FILTERED, REFINED, ChatEvent, Role
+from tacit.core.endpoints import endpoint
+from tacit.core.settings import TacitSettings
+from tacit.ingest.relabel import Scope, relabel
+from tacit.ingest.sink import PostgresSink, SinkBatch
+from tacit.labels.rules import RulesLabeler
+from tacit.refine.refusal_llm import LLMRefusalValidator
 from tests.unit.llm_server import Server, completion, connect
 
 TENANT = "relabel-test"
@@ -51,7 +50,7 @@ def rows(engine: Engine) -> list[tuple]:
 @pytest.fixture
 def engine(settings: TacitSettings, embedded_stack) -> Iterator[Engine]:
     """The session database, left without this test's rows: other tests count whole tables."""
-    engine = make_engine(stack.endpoint(settings, "postgres"))
+    engine = make_engine(endpoint(settings, "postgres"))
     try:
         yield engine
     finally:

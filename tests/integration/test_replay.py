@@ -13,11 +13,11 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from typer.testing import CliRunner
 
-from ingest.events import parse_event
 from tacit import cli
-from tacit.domain import ChatEvent
-from tacit.kafka import end_offsets, ensure_topics
-from tacit.settings import TacitSettings
+from tacit.core.domain import ChatEvent
+from tacit.core.kafka import end_offsets, ensure_topics
+from tacit.core.settings import TacitSettings
+from tacit.ingest.events import parse_event
 
 pytestmark = pytest.mark.integration
 

@@ -13,13 +13,12 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from labelers.refine import REFINED
-from rlhi.export import dpo_records, rm_records, write_records
-from rlhi.pairs import build_pairs
-from rlhi.personas import build_personas, refresh_due
-from tacit import stack
-from tacit.db import FeedbackRow, MessageRow, PersonaRow, PreferencePairRow, make_engine
-from tacit.domain import Role
+from tacit.core.db import FeedbackRow, MessageRow, PersonaRow, PreferencePairRow, make_engine
+from tacit.core.domain import REFINED, Role
+from tacit.core.endpoints import Endpoints
+from tacit.rlhi.export import dpo_records, rm_records, write_records
+from tacit.rlhi.pairs import build_pairs
+from tacit.rlhi.personas import build_personas, refresh_due
 
 pytestmark = pytest.mark.integration
 TENANT = "rlhi-test"  # private to this module: the builds and exports below see only its rows
@@ -49,7 +48,7 @@ def delete_tenant(engine: Engine) -> None:
 
 
 @pytest.fixture
-def engine(embedded_stack: stack.Endpoints) -> Iterator[Engine]:
+def engine(embedded_stack: Endpoints) -> Iterator[Engine]:
     """The store as the worker leaves it: each follow-up rated at stage raw and (unchanged) refined."""
     engine = make_engine(embedded_stack.database_url)
     delete_tenant(engine)

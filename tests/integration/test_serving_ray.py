@@ -8,9 +8,10 @@ import httpx
 import pytest
 from ray import serve
 
-from serving import ray_app
-from tacit.scoring import RewardScorer
-from tacit.stack import free_port, ray_connection
+from tacit.core.endpoints import ray_connection
+from tacit.devstack.stack import free_port
+from tacit.model.scoring import RewardScorer
+from tacit.serving import ray_app
 from tests.unit.test_serving_app import SETTINGS, TACIT_SPEC, TEXTS, save_tiny_checkpoint
 
 pytestmark = pytest.mark.integration

@@ -19,11 +19,11 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from serving.server import start_in_background
-from tacit.db import ModelDecision, ModelStatus, ModelVersion, make_engine
-from tacit.settings import TacitSettings
+from tacit.core.db import ModelDecision, ModelStatus, ModelVersion, make_engine
+from tacit.core.registry import promote
+from tacit.core.settings import TacitSettings
+from tacit.serving.server import start_in_background
 from tests.unit.test_serving_app import CHAT, TACIT_SPEC, save_tiny_checkpoint
-from trainer.registry import promote
 
 pytestmark = pytest.mark.integration
 WAIT_S = 60.0

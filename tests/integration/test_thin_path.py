@@ -12,12 +12,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import func, select
 
-from ingest.events import encode_event
-from ingest.replay import replay
-from tacit.db import FeedbackRow, MessageRow, ModelStatus, ModelVersion, RejectedEvent, make_engine
-from tacit.domain import ChatEvent
-from tacit.processes import log_tail, tacit_child
-from tacit.settings import TacitSettings
+from tacit.core.db import FeedbackRow, MessageRow, ModelStatus, ModelVersion, RejectedEvent, make_engine
+from tacit.core.domain import ChatEvent
+from tacit.core.settings import TacitSettings
+from tacit.devstack.processes import log_tail, tacit_child
+from tacit.ingest.events import encode_event
+from tacit.ingest.replay import replay
 
 pytestmark = pytest.mark.integration
 
@@ -126,7 +126,7 @@ def test_thin_path(embedded_stack, settings: TacitSettings, tmp_path: Path):
     dead = asyncio.run(read_dead_letters(embedded_stack.kafka_bootstrap, settings.dead_letter_topic))
     assert [(value, b"not JSON" in headers["reason"]) for value, headers in dead] == [(b"{broken", True)]
 
-    from trainer.job import run_training
+    from tacit.trainer.job import run_training
 
     version_id = run_training(settings, use_ray=True)
     with engine.connect() as conn:
@@ -134,7 +134,7 @@ def test_thin_path(embedded_stack, settings: TacitSettings, tmp_path: Path):
     assert version.status == ModelStatus.CHAMPION.value
     assert Path(version.artifact_uri, "config.json").exists()
 
-    from serving.server import start_in_background
+    from tacit.serving.server import start_in_background
 
     with start_in_background(settings) as server:
         item = {"history": [], "query": "How do I bake bread?", "response": "Mix, knead, proof, bake."}

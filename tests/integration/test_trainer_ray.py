@@ -18,14 +18,15 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from transformers import AutoModelForSequenceClassification
 
-from tacit import db, stack
-from tacit.db import FeedbackRow, MessageRow, ModelStatus, RunStatus, TrainingRun, make_engine
-from tacit.domain import Role
-from tacit.settings import TacitSettings
-from trainer.dataset import Selection, load_examples
-from trainer.job import BUNDLED_BENCHMARK, run_training
-from trainer.registry import champion, decisions, get_version
-from trainer.train import TooFewExamples
+from tacit.core import db
+from tacit.core.db import FeedbackRow, MessageRow, ModelStatus, RunStatus, TrainingRun, make_engine
+from tacit.core.domain import Role
+from tacit.core.endpoints import Endpoints
+from tacit.core.examples import Selection, load_examples
+from tacit.core.registry import champion, decisions, get_version
+from tacit.core.settings import TacitSettings
+from tacit.trainer.job import BUNDLED_BENCHMARK, run_training
+from tacit.trainer.train import TooFewExamples
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +36,7 @@ _databases = itertools.count()
 
 
 @pytest.fixture
-def isolated(embedded_stack: stack.Endpoints, settings: TacitSettings, tmp_path: Path) -> TacitSettings:
+def isolated(embedded_stack: Endpoints, settings: TacitSettings, tmp_path: Path) -> TacitSettings:
     """Settings pointing at a fresh, migrated database and a private models directory."""
     server = make_url(embedded_stack.database_url)
     name = f"trainer_test_{next(_databases)}"

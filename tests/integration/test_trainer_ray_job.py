@@ -11,10 +11,10 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from tacit import cli
-from tacit.db import ModelStatus, ModelVersion, RunStatus, TrainingRun
-from tacit.settings import TacitSettings
+from tacit.core.db import ModelStatus, ModelVersion, RunStatus, TrainingRun
+from tacit.core.settings import TacitSettings
+from tacit.trainer.submit import RayJobError, connect, submit_training
 from tests.integration.test_trainer_ray import engine, insert_feedback, isolated  # noqa: F401 - fixtures
-from trainer.submit import RayJobError, connect, submit_training
 
 pytestmark = pytest.mark.integration
 

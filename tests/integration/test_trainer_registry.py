@@ -19,13 +19,10 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from tacit import cli
-from tacit.db import MODEL_EVENTS_CHANNEL, ModelStatus, ModelVersion, TrainingRun
-from tacit.domain import Role
-from tacit.settings import TacitSettings
-from tests.integration.test_trainer_ray import engine, isolated, message, rating  # noqa: F401
-from trainer import events
-from trainer.job import run_training
-from trainer.registry import (
+from tacit.core import model_events as events
+from tacit.core.db import MODEL_EVENTS_CHANNEL, ModelStatus, ModelVersion, TrainingRun
+from tacit.core.domain import Role
+from tacit.core.registry import (
     RegistryError,
     TrainingInProgress,
     champion,
@@ -36,7 +33,10 @@ from trainer.registry import (
     rollback,
     training_lock,
 )
-from trainer.schedule import Schedule, run_schedule
+from tacit.core.settings import TacitSettings
+from tacit.trainer.job import run_training
+from tacit.trainer.schedule import Schedule, run_schedule
+from tests.integration.test_trainer_ray import engine, isolated, message, rating  # noqa: F401
 
 pytestmark = pytest.mark.integration
 

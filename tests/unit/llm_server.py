@@ -6,7 +6,7 @@ import time
 
 import httpx
 
-from labelers.chat import JudgeConfig
+from tacit.core.llm import JudgeConfig
 
 URL = "http://judge.test/v1"
 

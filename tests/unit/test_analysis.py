@@ -8,14 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rlhi.analysis import (
+from tacit.core.examples import RewardExample, split_by_user
+from tacit.trainer.diversity import (
     TooFewForAnalysis,
     UserDistribution,
     default_user_counts,
     draw_subset,
     fewest_users,
 )
-from trainer.dataset import RewardExample, split_by_user
 
 
 def example(user: str, index: int) -> RewardExample:

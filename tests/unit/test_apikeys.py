@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import create_engine, func, select, update
 from sqlalchemy.engine import Engine
 
-from tacit import apikeys
-from tacit.db import ApiKey
-from tacit.errors import TacitError
+from tacit.core import apikeys
+from tacit.core.db import ApiKey
+from tacit.core.errors import TacitError
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@
 
 import itertools
 
-from ingest.conversations import ConversationWindow, Outcome, observe
-from tacit.domain import ChatEvent, Role
+from tacit.core.conversations import ConversationWindow, Outcome, observe
+from tacit.core.domain import ChatEvent, Role
 
 ROLES = [Role.USER, Role.ASSISTANT] * 4
 

@@ -5,7 +5,7 @@ import socket
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from tacit import db
+from tacit.core import db
 
 
 def test_connect_to_a_silent_server_fails_instead_of_hanging(monkeypatch: pytest.MonkeyPatch) -> None:

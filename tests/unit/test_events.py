@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.events import Rejection, encode_event, parse_event, storable_reason
-from tacit.domain import ChatEvent
+from tacit.core.domain import ChatEvent
+from tacit.ingest.events import Rejection, encode_event, parse_event, storable_reason
 
 
 def good(**changes) -> dict:

@@ -5,7 +5,7 @@ import contextlib
 import pytest
 import torch
 
-from tacit import hardware
+from tacit.model import hardware
 
 CPU = torch.device("cpu")
 

@@ -13,12 +13,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ingest.importers import ImportReport, detect_format, read_conversations
-from ingest.replay import ReplayOptions, replay
-from tacit.demo import SAMPLE
-from tacit.domain import ChatEvent, Role
-from tacit.errors import TacitError
-from tacit.settings import TacitSettings
+from tacit.core.domain import ChatEvent, Role
+from tacit.core.errors import TacitError
+from tacit.core.settings import TacitSettings
+from tacit.data import SAMPLE_CONVERSATIONS
+from tacit.ingest.replay import ReplayOptions, replay
+from tacit.readers.importers import ImportReport, detect_format, read_conversations
 
 SHARED_DATA = Path(__file__).parents[2].parent / "shared" / "data"
 needs_shared_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared data not found at {SHARED_DATA}")
@@ -187,7 +187,7 @@ def test_an_event_too_large_names_the_field(tmp_path):
 
 
 def test_bundled_sample_is_real_multi_turn_chat():
-    conversations, report = read(SAMPLE, tenant="demo")
+    conversations, report = read(SAMPLE_CONVERSATIONS, tenant="demo")
     assert report.conversations > 5000 and not report.skipped
     followups = sum(1 for events in conversations for a, b in pairwise(events)
                     if a.role.value == "assistant" and b.role.value == "user")
@@ -220,4 +220,4 @@ def test_real_oasst_trees_become_every_root_to_leaf_path():
 
 def test_replay_refuses_a_bad_tenant_before_connecting(tmp_path):
     with pytest.raises(TacitError, match="tenant 'a:b'"):
-        replay(SAMPLE, TacitSettings(data_dir=tmp_path), "127.0.0.1:1", ReplayOptions(tenant="a:b"))
+        replay(SAMPLE_CONVERSATIONS, TacitSettings(data_dir=tmp_path), "127.0.0.1:1", ReplayOptions(tenant="a:b"))

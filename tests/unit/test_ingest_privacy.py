@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.privacy import CARD, EMAIL, IPV4, IPV6, PHONE, Privacy, _card, _phone, redact
-from tacit.domain import ChatEvent
+from tacit.core.domain import ChatEvent
+from tacit.core.privacy import CARD, EMAIL, IPV4, IPV6, PHONE, Privacy, _card, _phone, redact
 
 
 @pytest.mark.parametrize(

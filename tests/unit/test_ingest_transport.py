@@ -1,6 +1,6 @@
 """Source partitions are read once and in order, and never committed past a record that wasn't processed.
 
-Each test is a case met with two workers sharing a stream while one of them leaves (see ``ingest.transport``).
+Each test is a case met with two workers sharing a stream while one of them leaves (see ``tacit.ingest.transport``).
 """
 
 import asyncio
@@ -12,8 +12,8 @@ import pytest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from ingest import transport
-from ingest.transport import Consumer, Positions, ReadOffsets, Verdict
+from tacit.ingest import transport
+from tacit.ingest.transport import Consumer, Positions, ReadOffsets, Verdict
 
 SOURCE = TP("chat-events", 0)
 CHANGELOG = TP("tacit-worker-conversations-changelog", 0)

@@ -4,11 +4,11 @@ from collections.abc import Sequence
 
 import pytest
 
-from labelers import get_labeler
-from labelers.cascade import Cascade, LLMBudget
-from tacit.domain import FeedbackCandidate, Label, Message, Role, SatisfactionLevel
-from tacit.errors import TacitError
-from tacit.settings import TacitSettings
+from tacit.core.domain import FeedbackCandidate, Label, Message, Role, SatisfactionLevel
+from tacit.core.errors import TacitError
+from tacit.core.settings import TacitSettings
+from tacit.labels import get_labeler
+from tacit.labels.cascade import Cascade, LLMBudget
 
 NEUTRAL, SATISFIED = SatisfactionLevel.NEUTRAL, SatisfactionLevel.SATISFACTION
 

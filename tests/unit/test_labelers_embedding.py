@@ -6,14 +6,14 @@ import json
 import pytest
 import torch
 
-from labelers import get_labeler
-from labelers.datasets import load_items, read_labeled
-from labelers.embedding import SHIPPED_HEAD, EmbeddingHead, EmbeddingLabeler
-from labelers.fitting import fit, fit_head
-from labelers.rules import RulesLabeler
-from tacit.domain import FeedbackCandidate, Message, Role, SatisfactionLevel
-from tacit.errors import TacitError
-from tacit.settings import TacitSettings
+from tacit.core.domain import FeedbackCandidate, Message, Role, SatisfactionLevel
+from tacit.core.errors import TacitError
+from tacit.core.settings import TacitSettings
+from tacit.labels import get_labeler
+from tacit.labels.datasets import load_items, read_labeled
+from tacit.labels.embedding import SHIPPED_HEAD, EmbeddingHead, EmbeddingLabeler
+from tacit.labels.fitting import fit, fit_head
+from tacit.labels.rules import RulesLabeler
 
 REJECTION, CORRECTION, NEUTRAL, ENGAGED, SATISFIED = SatisfactionLevel
 

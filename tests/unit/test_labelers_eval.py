@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from labelers.evaluation import evaluate, format_report, read_items, score
-from labelers.human_data import read_dbdc3, read_eurtad
-from labelers.rules import RulesLabeler
 from tacit.cli import app
-from tacit.domain import Label, Role, SatisfactionLevel
-from tacit.errors import TacitError
+from tacit.core.domain import Label, Role, SatisfactionLevel
+from tacit.core.errors import TacitError
+from tacit.labels.evaluation import evaluate, format_report, read_items, score
+from tacit.labels.human_data import read_dbdc3, read_eurtad
+from tacit.labels.rules import RulesLabeler
 
 
 def write_jsonl(path: Path, records: list[dict]) -> Path:

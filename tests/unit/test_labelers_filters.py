@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from labelers.filters import filter_reason
-from labelers.refine import FILTERED, REFINED, refine, with_refinements
-from tacit.domain import FeedbackCandidate, Label, Message, Role, SatisfactionLevel
+from tacit.core.domain import FILTERED, REFINED, FeedbackCandidate, Label, Message, Role, SatisfactionLevel
+from tacit.refine.filters import filter_reason
+from tacit.refine.pipeline import refine, with_refinements
 
 ANSWER = "Here is a short recipe: mix flour, water, salt and yeast, knead it, let it rise and bake it for 30 minutes."
 

@@ -3,12 +3,13 @@
 import httpx
 import pytest
 
-from labelers import chat, llm
-from labelers.llm import JudgeConfig, LLMLabeler
-from labelers.prompt import SYSTEM, parse, render
-from tacit.domain import FeedbackCandidate, Message, Role, SatisfactionLevel
-from tacit.errors import TacitError
-from tacit.settings import TacitSettings
+from tacit.core import llm as chat
+from tacit.core.domain import FeedbackCandidate, Message, Role, SatisfactionLevel
+from tacit.core.errors import TacitError
+from tacit.core.settings import TacitSettings
+from tacit.labels import llm
+from tacit.labels.llm import JudgeConfig, LLMLabeler
+from tacit.labels.prompt import SYSTEM, parse, render
 from tests.unit.llm_server import Server, completion, connect
 
 

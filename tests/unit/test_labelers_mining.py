@@ -6,12 +6,23 @@ from dataclasses import replace
 
 import pytest
 
-from labelers.embedding import load_encoder
-from labelers.mining import Followup, Miner, Stored, decide
-from labelers.refine import FILTERED, PENDING, REFINED, with_refinements
-from labelers.rules import RulesLabeler
-from tacit.domain import FeedbackCandidate, Label, Message, Role, SatisfactionLevel
-from tacit.settings import TacitSettings
+from tacit.core.domain import (
+    FILTERED,
+    PENDING,
+    REFINED,
+    FeedbackCandidate,
+    Followup,
+    Label,
+    Message,
+    Role,
+    SatisfactionLevel,
+    Stored,
+)
+from tacit.core.settings import TacitSettings
+from tacit.labels.embedding import load_encoder
+from tacit.labels.rules import RulesLabeler
+from tacit.refine.mining import Miner, decide
+from tacit.refine.pipeline import with_refinements
 
 REPLY = ("Here is what I found about that: there are several good options, and I listed the most common ones "
          "with a short explanation of each so that you can compare them.")

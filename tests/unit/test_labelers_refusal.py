@@ -10,13 +10,13 @@ import logging
 import httpx
 import pytest
 
-from labelers import chat
-from labelers.refine import with_refinements
-from labelers.refusal import HEURISTIC, get_validator, heuristic_verdict, is_refusal
-from labelers.refusal_llm import SYSTEM, LLMRefusalValidator, parse
-from tacit.domain import FeedbackCandidate, Label, Message, Role, SatisfactionLevel
-from tacit.errors import TacitError
-from tacit.settings import TacitSettings
+from tacit.core import llm as chat
+from tacit.core.domain import FeedbackCandidate, Label, Message, Role, SatisfactionLevel
+from tacit.core.errors import TacitError
+from tacit.core.settings import TacitSettings
+from tacit.refine.pipeline import get_validator, with_refinements
+from tacit.refine.refusal import HEURISTIC, heuristic_verdict, is_refusal
+from tacit.refine.refusal_llm import SYSTEM, LLMRefusalValidator, parse
 from tests.unit.llm_server import Server, completion, connect
 
 
@@ -137,7 +137,7 @@ def test_unparseable_answer_leaves_the_label_and_logs_why(caplog) -> None:
     server = Server(completion("This request seems fine to me."))
     raw = Label(SatisfactionLevel.REJECTION, 0.85, "rejection: 'useless'", "rules", "1")
     item = candidate("Write a story about a dragon", REFUSAL, "you are useless")
-    with caplog.at_level(logging.WARNING, logger="labelers.refusal_llm"):
+    with caplog.at_level(logging.WARNING, logger="tacit.refine.refusal_llm"):
         [_, (_, refined)] = with_refinements([item], [raw], llm_validator(server))
     assert (refined.level, refined.reason, refined.stage) == (raw.level, raw.reason, "refined")
     assert len(server.requests) == 2 and "[[false_refusal]]" in server.requests[1]["messages"][-1]["content"]

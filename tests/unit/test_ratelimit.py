@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from ingest.ratelimit import TokenBucket
+from tacit.ingest.ratelimit import TokenBucket
 
 
 class FakeTime:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from labelers import chat
-from labelers.chat import JudgeConfig
-from rlhi import persona_summary
-from rlhi.pairs import Rating, reattempt_pairs
-from rlhi.persona_summary import PersonaSummariser, parse, render
-from rlhi.personas import UserHistory, extract_personas
-from tacit.domain import Message, Role
-from tacit.errors import TacitError
-from tacit.stack import free_port
+from tacit.core import llm as chat
+from tacit.core.domain import Message, Role
+from tacit.core.errors import TacitError
+from tacit.core.llm import JudgeConfig
+from tacit.devstack.stack import free_port
+from tacit.rlhi import persona_summary
+from tacit.rlhi.pairs import Rating, reattempt_pairs
+from tacit.rlhi.persona_summary import PersonaSummariser, parse, render
+from tacit.rlhi.personas import UserHistory, extract_personas
 from tests.unit.llm_server import Server, completion, connect
 
 CONVERSATION = [

@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from rlhi.ranking import Candidate, PromptGroup, best_and_worst, prompt_key, rank, stored_groups
-from serving.schema import ChatItem, ScoreResponse, Turn
-from tacit.db import Base, MessageRow
-from tacit.domain import Role
+from tacit.core.db import Base, MessageRow
+from tacit.core.domain import Role
+from tacit.model.schema import ChatItem, ScoreResponse, Turn
+from tacit.rlhi.ranking import Candidate, PromptGroup, best_and_worst, prompt_key, rank, stored_groups
 
 
 class LengthScorer:
@@ -66,7 +66,7 @@ def test_single_replies_and_identical_replies_are_not_scored():
 
 
 def test_groups_are_packed_into_requests_but_never_split(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr("rlhi.ranking.MAX_ITEMS", 5)
+    monkeypatch.setattr("tacit.rlhi.ranking.MAX_ITEMS", 5)
     scorer = LengthScorer()
     pairs = list(rank(scorer, [group("a", "bb", prompt=str(i)) for i in range(3)] + [group("a", "bb", "ccc")], 0.5))
     assert scorer.requests == [4, 5]

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from labelers import get_labeler
-from labelers.rules import FAMILIES, HEAD_CHARS, NEUTRAL_CONFIDENCE, RulesLabeler
-from tacit.domain import FeedbackCandidate, Label, Message, Role, SatisfactionLevel
-from tacit.errors import TacitError
+from tacit.core.domain import FeedbackCandidate, Label, Message, Role, SatisfactionLevel
+from tacit.core.errors import TacitError
+from tacit.labels import get_labeler
+from tacit.labels.rules import FAMILIES, HEAD_CHARS, NEUTRAL_CONFIDENCE, RulesLabeler
 
 HH_RLHF = Path(__file__).parents[2].parent / "shared" / "data" / "hh-rlhf"
 

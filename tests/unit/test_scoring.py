@@ -14,8 +14,8 @@ from transformers import (
     Qwen3ForSequenceClassification,
 )
 
-from tacit.scoring import CheckpointError, CheckpointSpec, RewardScorer
-from tacit.settings import TacitSettings
+from tacit.core.settings import TacitSettings
+from tacit.model.scoring import CheckpointError, CheckpointSpec, RewardScorer
 
 SETTINGS = TacitSettings(max_length=128, serve_batch_size=4, precision="float32")  # exact numbers
 

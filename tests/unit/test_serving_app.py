@@ -15,15 +15,15 @@ from transformers import (
     BertForSequenceClassification,
 )
 
-from serving.app import comparison, create_app
-from serving.client import ScoringClient, ScoringError
-from serving.model import ServedModel
-from serving.schema import MAX_ITEMS, ChatItem, TextItem, Turn
-from serving.server import start_in_background
-from tacit.domain import MAX_CONTENT_CHARS
-from tacit.layouts import Layout, render
-from tacit.scoring import RewardScorer
-from tacit.settings import TacitSettings
+from tacit.core.domain import MAX_CONTENT_CHARS
+from tacit.core.settings import TacitSettings
+from tacit.model.client import ScoringClient, ScoringError
+from tacit.model.layouts import Layout, render
+from tacit.model.schema import MAX_ITEMS, ChatItem, TextItem, Turn
+from tacit.model.scoring import RewardScorer
+from tacit.serving.app import comparison, create_app
+from tacit.serving.model import ServedModel
+from tacit.serving.server import start_in_background
 
 # Several batches out of a handful of texts; float32 so rewards equal a direct transformers computation.
 SETTINGS = TacitSettings(serve_batch_size=2, precision="float32", require_api_keys=False)  # keys: test_gateway.py

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from serving.batcher import BatchLimits, MicroBatcher, _Request, take_batch
-from tacit.scoring import Scores
+from tacit.model.scoring import Scores
+from tacit.serving.batcher import BatchLimits, MicroBatcher, _Request, take_batch
 
 
 class FakeScorer:

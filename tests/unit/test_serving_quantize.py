@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from serving.model import ServedModel, load_scorer
-from serving.swap import CANARY_TOLERANCE, CanaryError, check_canary
-from tacit.scoring import CheckpointError, RewardScorer, canary_rewards
+from tacit.model.scoring import CheckpointError, RewardScorer, canary_rewards
+from tacit.serving.model import ServedModel, load_scorer
+from tacit.serving.swap import CANARY_TOLERANCE, CanaryError, check_canary
 from tests.unit.test_serving_app import SETTINGS, TACIT_SPEC, TEXTS, save_tiny_checkpoint
 
 INT8 = SETTINGS.model_copy(update={"serve_quantize": "int8"})
@@ -49,7 +49,7 @@ def test_an_int8_model_passes_the_canary_recorded_in_float32(checkpoint: Path, i
 
 
 def test_int8_is_refused_on_a_gpu(checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("tacit.scoring.default_device", lambda: torch.device("cuda"))
+    monkeypatch.setattr("tacit.model.scoring.default_device", lambda: torch.device("cuda"))
 
     with pytest.raises(CheckpointError, match="CPUs only"):
         load_scorer(checkpoint, INT8)

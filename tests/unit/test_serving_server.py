@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from serving.server import ModelNotFoundError, ServingTarget, resolve_target
-from tacit.db import Base, ModelStatus, ModelVersion, make_engine
-from tacit.settings import TacitSettings
+from tacit.core.db import Base, ModelStatus, ModelVersion, make_engine
+from tacit.core.settings import TacitSettings
+from tacit.serving.server import ModelNotFoundError, ServingTarget, resolve_target
 
 
 @pytest.fixture

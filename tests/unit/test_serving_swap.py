@@ -10,11 +10,11 @@ import pytest
 import torch
 from sqlalchemy.orm import Session
 
-from serving.metrics import ServiceMetrics
-from serving.model import ServedModel
-from serving.swap import CanaryError, ChampionFollower, ModelSlot, check_canary
-from tacit.db import Base, ModelStatus, ModelVersion, make_engine
-from tacit.scoring import RewardScorer, canary_rewards
+from tacit.core.db import Base, ModelStatus, ModelVersion, make_engine
+from tacit.model.scoring import RewardScorer, canary_rewards
+from tacit.serving.metrics import ServiceMetrics
+from tacit.serving.model import ServedModel
+from tacit.serving.swap import CanaryError, ChampionFollower, ModelSlot, check_canary
 from tests.unit.test_serving_app import SETTINGS, TACIT_SPEC, save_tiny_checkpoint
 
 

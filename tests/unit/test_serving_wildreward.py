@@ -12,12 +12,12 @@ from fastapi.testclient import TestClient
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForSequenceClassification
 
-from serving.app import create_app
-from serving.model import ServedModel
-from serving.schema import Turn
-from tacit.layouts import WILDREWARD_CRITERIA, WILDREWARD_OUTPUT, WILDREWARD_TASK, render
-from tacit.scoring import RewardScorer
-from tacit.settings import TacitSettings
+from tacit.core.settings import TacitSettings
+from tacit.model.layouts import WILDREWARD_CRITERIA, WILDREWARD_OUTPUT, WILDREWARD_TASK, render
+from tacit.model.schema import Turn
+from tacit.model.scoring import RewardScorer
+from tacit.serving.app import create_app
+from tacit.serving.model import ServedModel
 from tests.unit.test_serving_app import CHAT, TEXTS, direct_rewards
 
 SETTINGS = TacitSettings(serve_batch_size=3, precision="float32", max_length=512)

@@ -3,7 +3,7 @@
 import pydantic
 import pytest
 
-from tacit.settings import TacitSettings
+from tacit.core.settings import TacitSettings
 
 
 def test_environment_overrides_toml_which_overrides_defaults(tmp_path, monkeypatch):

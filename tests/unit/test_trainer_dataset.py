@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tacit.domain import Message, Role
-from trainer.dataset import RewardExample, balance_report, label_scheme, split_by_time, split_by_user
+from tacit.core.domain import Message, Role
+from tacit.core.examples import RewardExample, balance_report, label_scheme, split_by_time, split_by_user
 
 
 def example(level: int, user: str | None = "u1", conversation: str = "c1") -> RewardExample:

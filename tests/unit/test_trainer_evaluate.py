@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tacit.domain import Message, Role
-from tacit.transcripts import parse_hh_transcript
-from trainer.evaluate import (
+from tacit.core.domain import Message, Role
+from tacit.readers.transcripts import parse_hh_transcript
+from tacit.trainer.evaluate import (
     PreferencePair,
     calibration,
     load_hh_pairs,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trainer.gate import decide
+from tacit.trainer.gate import decide
 
 CHAMPION = {"holdout_accuracy": 0.60, "holdout_qwk": 0.50, "holdout_ece": 0.05, "pairwise_hh": 0.62,
             "train_loss": 0.3}

@@ -17,16 +17,16 @@ from transformers import (
     Qwen3Model,
 )
 
-from tacit.domain import Message, Role
-from tacit.ordinal import rewards_from_logits
-from tacit.scoring import RewardScorer, canary_rewards
-from tacit.settings import TacitSettings
-from trainer import train as train_module
-from trainer.dataset import RewardExample, label_scheme
-from serving.model import ServedModel
-from serving.swap import check_canary
-from trainer.evaluate import PreferencePair, evaluate_checkpoint
-from trainer.model import (
+from tacit.core.domain import Message, Role
+from tacit.core.examples import RewardExample, label_scheme
+from tacit.core.settings import TacitSettings
+from tacit.model.ordinal import rewards_from_logits
+from tacit.model.scoring import RewardScorer, canary_rewards
+from tacit.serving.model import ServedModel
+from tacit.serving.swap import check_canary
+from tacit.trainer import train as train_module
+from tacit.trainer.evaluate import PreferencePair, evaluate_checkpoint
+from tacit.trainer.model import (
     balanced_class_weights,
     classification_layer,
     init_thresholds,
@@ -36,7 +36,14 @@ from trainer.model import (
     predicted_classes,
     save_reward_model,
 )
-from trainer.train import TRAINING_STATE, TooFewExamples, TrainConfig, _backward, _loader, train_reward_model
+from tacit.trainer.train import (
+    TRAINING_STATE,
+    TooFewExamples,
+    TrainConfig,
+    _backward,
+    _loader,
+    train_reward_model,
+)
 
 TEXTS = ["User: hi\nAssistant: Hello!", "User: fix my code\nAssistant: " + "Here is the fix. " * 30, "thanks"]
 

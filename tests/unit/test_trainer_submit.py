@@ -6,8 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from tacit import cli
-from tacit.settings import TacitSettings
-from trainer import submit
+from tacit.core.settings import TacitSettings
+from tacit.trainer import submit
 
 
 def test_the_job_rebuilds_the_same_settings_without_ray_address_or_secrets(

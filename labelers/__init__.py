@@ -1,5 +1,0 @@
-"""Labelers: read a user's follow-up and rate the assistant reply it answers (satisfaction level 1..5)."""
-
-from labelers.base import Labeler, get_labeler
-
-__all__ = ["Labeler", "get_labeler"]

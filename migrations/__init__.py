@@ -1,1 +1,0 @@
-"""Alembic environment and versions: the only way Tacit's schema changes (`tacit db upgrade`)."""

@@ -1,0 +1,108 @@
+"""The conversation window: what the stream remembers of each conversation, and when a follow-up is found.
+
+Pure logic, no Faust: the agent keeps one ``ConversationWindow`` per ``tenant:conversation`` in a table and
+calls :func:`observe` for every event.
+
+Ordering rule (deterministic whatever the arrival order): a message is identified by its turn index. A turn
+already in the window is a duplicate: the window keeps the first text it saw, and the pairs the turn belongs
+to are emitted again. That is what makes a crash harmless: the table's changelog may already hold a turn
+whose batch never reached Postgres, and its redelivery must still produce the label (the sink's upsert
+makes a repeat change nothing). A turn older than everything in a full window is stale: stored in Postgres
+by the sink, but no longer paired. Otherwise the message is inserted in turn order, and a feedback
+candidate is emitted for every (assistant at t, user at t + 1) pair that this message completes: if the
+assistant reply arrives after its follow-up, the pair is emitted when the reply arrives.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from tacit.core.domain import ChatEvent, FeedbackCandidate, Message, Role
+
+
+class Outcome(str, enum.Enum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    STALE = "stale"
+
+
+@dataclass(frozen=True)
+class ConversationWindow:
+    """The most recent ``capacity`` messages of one conversation, in turn order."""
+
+    messages: tuple[Message, ...] = ()
+    user_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "user_id": self.user_id,
+            "messages": [[m.turn_index, m.role.value, m.content] for m in self.messages],
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any] | None) -> ConversationWindow:
+        if not raw:
+            return cls()
+        messages = tuple(Message(role=Role(role), content=content, turn_index=turn)
+                         for turn, role, content in raw["messages"])
+        return cls(messages=messages, user_id=raw.get("user_id"))
+
+    def turn(self, index: int) -> Message | None:
+        return next((m for m in self.messages if m.turn_index == index), None)
+
+
+@dataclass(frozen=True)
+class Observation:
+    window: ConversationWindow
+    outcome: Outcome
+    candidates: tuple[FeedbackCandidate, ...] = field(default=())
+
+
+def observe(window: ConversationWindow, event: ChatEvent, capacity: int) -> Observation:
+    """Add one event to the window; return the new window and the candidates it completes."""
+    if window.turn(event.turn_index) is not None:
+        return Observation(window, Outcome.DUPLICATE, _candidates(window, event))
+    oldest = window.messages[0].turn_index if window.messages else None
+    if len(window.messages) >= capacity and oldest is not None and event.turn_index < oldest:
+        return Observation(window, Outcome.STALE)
+
+    message = Message(role=event.role, content=event.content, turn_index=event.turn_index)
+    ordered = sorted((*window.messages, message), key=lambda m: m.turn_index)
+    full = ConversationWindow(messages=tuple(ordered), user_id=window.user_id or event.user_id)
+    kept = ConversationWindow(messages=tuple(ordered[-capacity:]), user_id=full.user_id)
+    return Observation(kept, Outcome.ACCEPTED, _candidates(full, event))
+
+
+def _candidates(window: ConversationWindow, event: ChatEvent) -> tuple[FeedbackCandidate, ...]:
+    """The pairs ``event``'s turn belongs to: as the follow-up, and as the reply."""
+    return tuple(
+        candidate
+        for reply_turn in (event.turn_index, event.turn_index - 1)
+        if (candidate := _candidate(window, event, reply_turn)) is not None
+    )
+
+
+def _candidate(window: ConversationWindow, event: ChatEvent, reply_turn: int) -> FeedbackCandidate | None:
+    """The candidate for (assistant at ``reply_turn``, user at ``reply_turn + 1``) if both are present."""
+    response = window.turn(reply_turn)
+    followup = window.turn(reply_turn + 1)
+    if response is None or followup is None:
+        return None
+    if response.role is not Role.ASSISTANT or followup.role is not Role.USER:
+        return None
+    query = window.turn(reply_turn - 1)
+    if query is not None and query.role is not Role.USER:
+        query = None
+    before = query.turn_index if query else reply_turn
+    history = tuple(m for m in window.messages if m.turn_index < before)
+    return FeedbackCandidate(
+        tenant=event.tenant,
+        conversation_id=event.conversation_id,
+        user_id=window.user_id,
+        history=history,
+        query=query,
+        response=response,
+        followup=followup,
+    )

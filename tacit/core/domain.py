@@ -1,0 +1,170 @@
+"""Domain types shared by every stage: chat events, satisfaction levels, feedback candidates, labels."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class Role(str, enum.Enum):
+    USER = "user"
+    ASSISTANT = "assistant"
+    SYSTEM = "system"
+
+
+class SatisfactionLevel(enum.IntEnum):
+    """How satisfied the user was with the assistant's reply, read from their follow-up (WildReward)."""
+
+    REJECTION = 1  # explicitly rejects or criticises the reply
+    ERROR_CORRECTION = 2  # points out a mistake, a missed constraint, the wrong language, broken code
+    NEUTRAL = 3  # no clear attitude: a new or unrelated question, a plain continuation
+    POSITIVE_ENGAGEMENT = 4  # explicit positive framing and a meaningful extension
+    SATISFACTION = 5  # thanks, solved, "that's all I need"
+
+
+MAX_CONTENT_CHARS = 200_000
+
+# A tenant name: also the first part of every Kafka key (``tenant:conversation``), hence no colon.
+Tenant = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")]
+
+
+class ChatEvent(BaseModel):
+    """One message of one conversation, as it travels on the chat-events topic.
+
+    ``turn_index`` orders messages within a conversation and, with tenant and conversation id, is the
+    message's natural key: replaying the same message twice is harmless.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
+
+    event_id: str = Field(default_factory=lambda: uuid.uuid4().hex, min_length=1, max_length=128)
+    tenant: Tenant
+    conversation_id: str = Field(min_length=1, max_length=256)
+    turn_index: int = Field(ge=0, le=1_000_000)
+    role: Role
+    content: str = Field(max_length=MAX_CONTENT_CHARS)
+    user_id: str | None = Field(None, max_length=256)
+    assistant_model: str | None = Field(None, max_length=256)
+    timestamp: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    language: str | None = Field(None, max_length=32)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("timestamp")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+    @model_validator(mode="after")
+    def _storable(self) -> ChatEvent:
+        """Reject what PostgreSQL cannot store, here rather than as a failing database batch later."""
+        for text in _strings(tuple(vars(self).values())):  # the field values, without a costly model_dump
+            if "\x00" in text:
+                raise ValueError("text must not contain NUL characters")
+            text.encode("utf-8")  # a lone surrogate raises UnicodeEncodeError, a ValueError
+        return self
+
+    @property
+    def key(self) -> str:
+        """Kafka key: every message of a conversation lands on the same partition, in order."""
+        return f"{self.tenant}:{self.conversation_id}"
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(key)
+            yield from _strings(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item)
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line a user can act on, e.g. ``turn_index: Input should be >= 0; role: Field required``."""
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "event"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: str
+    turn_index: int
+
+
+@dataclass(frozen=True)
+class FeedbackCandidate:
+    """An assistant reply followed by a user message: the follow-up carries the feedback on the reply."""
+
+    tenant: str
+    conversation_id: str
+    user_id: str | None
+    history: tuple[Message, ...]  # messages before the query, oldest first
+    query: Message | None  # the user message the assistant answered (None if the reply opened the chat)
+    response: Message
+    followup: Message
+
+
+@dataclass(frozen=True)
+class Label:
+    level: SatisfactionLevel
+    confidence: float
+    reason: str
+    labeler_id: str
+    labeler_version: str
+    stage: str = field(default="raw")
+
+
+# Label stages: every candidate keeps its labeler's ``raw`` row and gets one derived row, ``refined`` (fit to
+# train on), ``filtered`` (a filter left it out) or ``pending`` (a neutral item waiting for later follow-ups
+# that may mine it a level).
+RAW = "raw"
+REFINED = "refined"
+FILTERED = "filtered"
+PENDING = "pending"
+DERIVED_STAGES = (REFINED, FILTERED, PENDING)
+
+
+ConversationKey = tuple[str, str]  # tenant, conversation id
+Rated = tuple[FeedbackCandidate, Label]  # a row to store
+
+
+@dataclass(frozen=True)
+class Followup:
+    """One follow-up as mining reads it: where it is, what the user said, and the labeler's raw level."""
+
+    conversation: ConversationKey
+    labeler_id: str
+    turn: int
+    text: str
+    level: SatisfactionLevel
+    confidence: float
+
+    @classmethod
+    def of(cls, candidate: FeedbackCandidate, raw: Label) -> Followup:
+        return cls((candidate.tenant, candidate.conversation_id), raw.labeler_id,
+                   candidate.followup.turn_index, candidate.followup.content, raw.level, raw.confidence)
+
+    @property
+    def positive(self) -> bool:
+        return self.level >= SatisfactionLevel.POSITIVE_ENGAGEMENT
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A pending item read back from PostgreSQL: its reply's turn (with the follow-up's, the row's key)."""
+
+    response_turn: int
+    followup: Followup
+    label: Label

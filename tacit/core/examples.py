@@ -1,0 +1,248 @@
+"""Training examples from the feedback table: what a reward model reads, the level it should predict.
+
+A label scheme decides which satisfaction levels become ordinal classes. The split keeps every user on one
+side, so the holdout measures how the model generalises to people it has never seen (WildReward: more
+distinct users is what makes a better model, so per-user evaluation is the honest one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import groupby
+from operator import attrgetter
+from typing import Literal
+
+from sqlalchemy import Select, and_, select
+from sqlalchemy.engine import Engine, Row
+from sqlalchemy.orm import aliased
+
+from tacit.core.db import FeedbackRow, MessageRow
+from tacit.core.domain import REFINED, Message, Role, SatisfactionLevel
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RewardExample:
+    tenant: str
+    conversation_id: str
+    user_id: str | None
+    history: tuple[Message, ...]  # messages before the query, oldest first
+    query: str  # empty when the rated reply opened the conversation
+    response: str
+    level: int
+    created_at: datetime | None = None  # when the rated reply was sent
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which ratings a dataset holds; an empty tuple or None means no restriction on that field."""
+
+    tenants: tuple[str, ...] = ()
+    labelers: tuple[str, ...] = ()
+    stages: tuple[str, ...] = (REFINED,)  # after refusal validation, without filtered items (tacit.refine.pipeline)
+    levels: tuple[int, ...] = ()
+    since: datetime | None = None  # the rated reply was sent at or after this
+    until: datetime | None = None  # ... and before this
+
+
+@dataclass(frozen=True)
+class LabelScheme:
+    """The satisfaction levels a model learns, in ordinal order; examples at any other level are dropped."""
+
+    name: str
+    levels: tuple[int, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.levels)
+
+    def keeps(self, example: RewardExample) -> bool:
+        return example.level in self.levels
+
+    def to_class(self, level: int) -> int:
+        return self.levels.index(level)
+
+
+SCHEMES: dict[str, LabelScheme] = {
+    # WildFB: neutral follow-ups (three quarters of all traffic) say nothing about the reply, so drop them.
+    "wildfb": LabelScheme("wildfb", (1, 2, 4, 5)),
+    "five": LabelScheme("five", (1, 2, 3, 4, 5)),
+}
+
+
+def label_scheme(name: str) -> LabelScheme:
+    try:
+        return SCHEMES[name]
+    except KeyError:
+        raise ValueError(f"Unknown label scheme {name!r}; choose one of {', '.join(SCHEMES)}.") from None
+
+
+# ------------------------------------------------------------------------------------------------ loading
+
+
+def load_examples(engine: Engine, selection: Selection = Selection()) -> list[RewardExample]:
+    """Every selected rating with its conversation so far.
+
+    One query returns each rating's messages up to the rated reply, ordered so that the rows of one rating
+    arrive together; they are streamed and folded into examples without holding the result set.
+    """
+    statement = (
+        select(
+            FeedbackRow.id,
+            FeedbackRow.tenant,
+            FeedbackRow.conversation_id,
+            FeedbackRow.user_id,
+            FeedbackRow.query_turn,
+            FeedbackRow.response_turn,
+            FeedbackRow.level,
+            MessageRow.turn_index,
+            MessageRow.role,
+            MessageRow.content,
+            MessageRow.created_at,
+        )
+        .join(
+            MessageRow,
+            and_(
+                MessageRow.tenant == FeedbackRow.tenant,
+                MessageRow.conversation_id == FeedbackRow.conversation_id,
+                MessageRow.turn_index <= FeedbackRow.response_turn,
+            ),
+        )
+        .order_by(FeedbackRow.id, MessageRow.turn_index)
+    )
+    with engine.connect() as connection:
+        rows = connection.execution_options(yield_per=5_000).execute(_restrict(statement, selection))
+        folded = [_example(list(group)) for _, group in groupby(rows, key=attrgetter("id"))]
+    examples = [example for example in folded if example is not None]
+    if len(examples) < len(folded):
+        logger.warning(
+            "%d ratings skipped: their query or response message is not in the messages table.",
+            len(folded) - len(examples),
+        )
+    return examples
+
+
+def _restrict(statement: Select, selection: Selection) -> Select:
+    columns = (
+        (FeedbackRow.tenant, selection.tenants),
+        (FeedbackRow.labeler_id, selection.labelers),
+        (FeedbackRow.stage, selection.stages),
+        (FeedbackRow.level, selection.levels),
+    )
+    for column, allowed in columns:
+        if allowed:
+            statement = statement.where(column.in_(allowed))
+    if selection.since is None and selection.until is None:
+        return statement
+    response = aliased(MessageRow)
+    statement = statement.join(
+        response,
+        and_(
+            response.tenant == FeedbackRow.tenant,
+            response.conversation_id == FeedbackRow.conversation_id,
+            response.turn_index == FeedbackRow.response_turn,
+        ),
+    )
+    if selection.since is not None:
+        statement = statement.where(response.created_at >= selection.since)
+    if selection.until is not None:
+        statement = statement.where(response.created_at < selection.until)
+    return statement
+
+
+def _example(rows: list[Row]) -> RewardExample | None:
+    """One rating's rows (its conversation up to the reply, oldest first) -> an example, or None when
+    its query or response message is missing."""
+    rating = rows[0]
+    by_turn = {row.turn_index: row for row in rows}
+    response = by_turn.get(rating.response_turn)
+    query = by_turn.get(rating.query_turn) if rating.query_turn is not None else None
+    if response is None or (rating.query_turn is not None and query is None):
+        return None
+    history_end = rating.response_turn if query is None else rating.query_turn
+    return RewardExample(
+        tenant=rating.tenant,
+        conversation_id=rating.conversation_id,
+        user_id=rating.user_id,
+        history=tuple(
+            Message(Role(row.role), row.content, row.turn_index)
+            for row in rows
+            if row.turn_index < history_end
+        ),
+        query=query.content if query is not None else "",
+        response=response.content,
+        level=rating.level,
+        created_at=response.created_at,
+    )
+
+
+# -------------------------------------------------------------------------------------------------- split
+
+
+def split_by_user(
+    examples: Sequence[RewardExample], holdout_fraction: float, seed: int
+) -> tuple[list[RewardExample], list[RewardExample]]:
+    """(train, holdout) with no user on both sides; anonymous examples are grouped by conversation.
+
+    Users are ranked by a seeded hash rather than shuffled, so as the data grows a user rarely changes
+    side, and successive model versions are compared on people none of them trained on.
+    """
+    groups: dict[str, list[RewardExample]] = {}
+    for example in examples:
+        groups.setdefault(user_key(example), []).append(example)
+    ranked = sorted(groups, key=lambda key: hashlib.sha256(f"{seed}:{key}".encode()).hexdigest())
+    target = holdout_fraction * len(examples)
+    holdout: list[RewardExample] = []
+    for key in ranked[:-1]:  # the last group always trains
+        if len(holdout) >= target:
+            break
+        holdout.extend(groups.pop(key))
+    train = [example for group in groups.values() for example in group]
+    return train, holdout
+
+
+def split_by_time(
+    examples: Sequence[RewardExample], holdout_fraction: float, seed: int
+) -> tuple[list[RewardExample], list[RewardExample]]:
+    """(train, holdout) with the most recent replies held out: the model is measured on traffic newer than
+    anything it trained on, as it will be in service. ``seed`` is unused; the split is fully ordered."""
+    ordered = sorted(examples, key=lambda example: (example.created_at is not None, example.created_at))
+    cut = len(ordered) - int(holdout_fraction * len(ordered))
+    return ordered[:cut], ordered[cut:]
+
+
+Split = Literal["user", "time"]
+SPLITS: dict[str, Callable[..., tuple[list[RewardExample], list[RewardExample]]]] = {
+    "user": split_by_user,
+    "time": split_by_time,
+}
+
+
+def user_key(example: RewardExample) -> str:
+    """Who an example belongs to: its user, or its conversation when the user is unknown."""
+    if example.user_id is not None:
+        return f"{example.tenant}\0user\0{example.user_id}"
+    return f"{example.tenant}\0conversation\0{example.conversation_id}"
+
+
+# ---------------------------------------------------------------------------------------------- reporting
+
+
+def balance_report(examples: Iterable[RewardExample], scheme: LabelScheme) -> str:
+    """One line for people: how many examples per level the scheme keeps, and how many it drops."""
+    counts = Counter(example.level for example in examples)
+    kept = sum(counts[level] for level in scheme.levels)
+    parts = [
+        f"{SatisfactionLevel(level).name.lower().replace('_', ' ')} {counts[level]} "
+        f"({counts[level] / max(kept, 1):.0%})"
+        for level in scheme.levels
+    ]
+    dropped = sum(counts.values()) - kept
+    report = f"{kept} examples: " + ", ".join(parts)
+    return report + (f"; {dropped} dropped by {scheme.name}" if dropped else "")

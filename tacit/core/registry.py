@@ -1,0 +1,190 @@
+"""Training runs and model versions in Postgres: what was trained, how it went, which version serves.
+
+A version is an artifact directory plus its metrics; its ``status`` says whether the scoring service
+should load it (``champion``, at most one, enforced by a unique index). Every status change is a decision
+row with its reasons, and a promotion is announced by ``NOTIFY`` on :data:`tacit.core.db.MODEL_EVENTS_CHANNEL`
+in the same transaction, so listeners hear of it exactly when it is committed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from tacit.core.db import (
+    MODEL_EVENTS_CHANNEL,
+    ModelDecision,
+    ModelStatus,
+    ModelVersion,
+    RunStatus,
+    TrainingRun,
+)
+from tacit.core.errors import TacitError
+
+# pg_advisory_lock key held for the whole of a training run ("tacit:training" as a 64-bit int).
+TRAINING_LOCK = 0x7461636974747261
+
+
+class RegistryError(TacitError):
+    """A registry operation that cannot be done as asked; the message says what to do instead."""
+
+
+class TrainingInProgress(TacitError):
+    """Another training run holds the database lock."""
+
+
+# --------------------------------------------------------------------------------------------------- runs
+
+
+def start_run(engine: Engine, params: dict[str, Any], *, feedback_watermark: int = 0) -> int:
+    """A ``running`` row; ``feedback_watermark`` is the newest feedback id when it started, from which the
+    schedule counts new labels."""
+    with Session(engine) as session, session.begin():
+        run = TrainingRun(status=RunStatus.RUNNING.value, params=params, feedback_watermark=feedback_watermark)
+        session.add(run)
+        session.flush()
+        return run.id
+
+
+def update_run(engine: Engine, run_id: int, **values: Any) -> None:
+    with engine.begin() as connection:
+        connection.execute(update(TrainingRun).where(TrainingRun.id == run_id).values(**values))
+
+
+def finish_run(engine: Engine, run_id: int, *, status: RunStatus, **values: Any) -> None:
+    update_run(engine, run_id, status=status.value, finished_at=func.now(), **values)
+
+
+def last_run(engine: Engine) -> TrainingRun | None:
+    with Session(engine) as session:
+        return session.scalar(select(TrainingRun).order_by(TrainingRun.id.desc()).limit(1))
+
+
+@contextmanager
+def training_lock(engine: Engine) -> Iterator[None]:
+    """Hold the database-wide training lock for the block, or fail at once if another run holds it.
+
+    A session-level advisory lock lives as long as its connection, so a crashed driver releases it too.
+    """
+    with engine.connect() as connection:
+        if not connection.scalar(select(func.pg_try_advisory_lock(TRAINING_LOCK))):
+            raise TrainingInProgress(
+                "Another training run is in progress (it holds the database lock); wait for it to finish."
+            )
+        try:
+            yield
+        finally:
+            connection.scalar(select(func.pg_advisory_unlock(TRAINING_LOCK)))
+
+
+# ----------------------------------------------------------------------------------------------- versions
+
+
+def register_version(
+    engine: Engine, *, run_id: int, base_model: str, artifact_uri: str, metrics: dict[str, Any]
+) -> int:
+    """A new ``candidate``; the promotion gate then promotes or rejects it."""
+    with Session(engine) as session, session.begin():
+        version = ModelVersion(
+            training_run_id=run_id, base_model=base_model, artifact_uri=artifact_uri,
+            status=ModelStatus.CANDIDATE.value, metrics=metrics,
+        )
+        session.add(version)
+        session.flush()
+        return version.id
+
+
+def champion(engine: Engine) -> ModelVersion | None:
+    """The version the scoring service should serve, if any was promoted."""
+    with Session(engine) as session:
+        return session.scalar(select(ModelVersion).where(ModelVersion.status == ModelStatus.CHAMPION.value))
+
+
+def get_version(engine: Engine, version_id: int) -> ModelVersion | None:
+    with Session(engine) as session:
+        return session.get(ModelVersion, version_id)
+
+
+def list_versions(engine: Engine) -> list[ModelVersion]:
+    with Session(engine) as session:
+        return list(session.scalars(select(ModelVersion).order_by(ModelVersion.id)))
+
+
+def decisions(engine: Engine, version_id: int) -> list[ModelDecision]:
+    with Session(engine) as session:
+        statement = select(ModelDecision).where(ModelDecision.version_id == version_id)
+        return list(session.scalars(statement.order_by(ModelDecision.id)))
+
+
+# -------------------------------------------------------------------------------------- status changes
+
+
+def promote(engine: Engine, version_id: int, *, reason: str | Sequence[str]) -> dict[str, Any]:
+    """Make ``version_id`` the champion and retire the previous one, in one transaction; returns the
+    promotion event that was NOTIFYed on commit (publish it to Kafka with ``tacit.core.model_events.publish``)."""
+    with Session(engine) as session, session.begin():
+        version = _locked(session, version_id)
+        if version.status == ModelStatus.CHAMPION.value:
+            raise RegistryError(f"Version {version_id} is already the champion.")
+        _set_champion(session, version, ModelStatus.RETIRED, reason)
+        return _announce(session, version)
+
+
+def reject(engine: Engine, version_id: int, *, reasons: Sequence[str]) -> None:
+    with Session(engine) as session, session.begin():
+        version = _locked(session, version_id)
+        version.status = ModelStatus.REJECTED.value
+        session.add(ModelDecision(version_id=version_id, action="rejected", reasons=list(reasons)))
+
+
+def rollback(engine: Engine, *, reason: str) -> dict[str, Any]:
+    """Reject the champion and bring back the version that was champion before it."""
+    with Session(engine) as session, session.begin():
+        previous = session.scalar(
+            select(ModelVersion)
+            .where(ModelVersion.status == ModelStatus.RETIRED.value, ModelVersion.promoted_at.is_not(None))
+            .order_by(ModelVersion.promoted_at.desc())
+            .limit(1)
+            .with_for_update()
+        )
+        if previous is None:
+            raise RegistryError("No earlier champion to roll back to; promote a version with `tacit models promote`.")
+        _set_champion(session, previous, ModelStatus.REJECTED, reason)
+        return _announce(session, previous)
+
+
+def _locked(session: Session, version_id: int) -> ModelVersion:
+    version = session.get(ModelVersion, version_id, with_for_update=True)
+    if version is None:
+        raise RegistryError(f"There is no model version {version_id}; `tacit models list` shows them.")
+    return version
+
+
+def _set_champion(
+    session: Session, version: ModelVersion, previous_becomes: ModelStatus, reason: str | Sequence[str]
+) -> None:
+    reasons = [reason] if isinstance(reason, str) else list(reason)
+    current = session.scalar(
+        select(ModelVersion).where(ModelVersion.status == ModelStatus.CHAMPION.value).with_for_update()
+    )
+    if current is not None:
+        current.status = previous_becomes.value
+        session.add(ModelDecision(version_id=current.id, action=previous_becomes.value,
+                                  reasons=[f"replaced by version {version.id}"]))
+        session.flush()  # the one-champion index checks each statement: the old one goes first
+    version.status = ModelStatus.CHAMPION.value
+    version.promoted_at = func.now()
+    session.add(ModelDecision(version_id=version.id, action="promoted", reasons=reasons))
+
+
+def _announce(session: Session, version: ModelVersion) -> dict[str, Any]:
+    event = {"event": "promoted", "version": version.id, "artifact_uri": version.artifact_uri}
+    session.execute(text("SELECT pg_notify(:channel, :payload)"),
+                    {"channel": MODEL_EVENTS_CHANNEL, "payload": json.dumps(event)})
+    return event

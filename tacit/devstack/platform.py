@@ -1,0 +1,68 @@
+"""``tacit up``: the platform running continuously on the embedded stack until interrupted.
+
+Starts the stack (what is not running yet), a stream worker, the ingest gateway and, as soon as a champion
+model exists, the scoring service; restarts a child that dies; on Ctrl-C stops its children and the stack components that it
+started itself, leaving alone what was already running.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+
+from rich.console import Console
+from sqlalchemy import select
+
+from tacit.core.db import ModelStatus, ModelVersion, make_engine
+from tacit.core.endpoints import COMPONENTS, read_state
+from tacit.core.settings import TacitSettings
+from tacit.devstack import stack
+from tacit.devstack.processes import log_tail, stop, tacit_child
+
+POLL_S = 5.0
+ALWAYS_ON = ("worker", "gateway")  # the scoring service joins once a champion exists
+
+
+def run(settings: TacitSettings, console: Console) -> None:
+    already_running = {name for name, record in read_state(settings).items() if record.alive()}
+    endpoints = stack.up(settings, report=console.print)
+    logs = settings.data_dir / "logs"
+    children: dict[str, object] = {}
+    try:
+        with ExitStack() as exits:
+            def start(name: str, *args: str) -> None:
+                children[name] = exits.enter_context(tacit_child(settings, *args, log=logs / f"{name}.log"))
+                console.print(f"{name}: started (pid {children[name].pid}, log {logs / f'{name}.log'})")
+
+            console.print(f"send chat events to {endpoints.kafka_bootstrap} topic '{settings.chat_events_topic}' "
+                          f"(e.g. `tacit replay FILE`) or to http://{settings.gateway_host}:{settings.gateway_port}"
+                          "/v1/events with a tenant's key (`tacit keys create`); Ctrl-C stops")
+            engine = make_engine(endpoints.database_url)
+            while True:
+                for name in ALWAYS_ON:
+                    if name not in children:
+                        start(name, name)
+                if "serve" not in children and _has_champion(engine):
+                    start("serve", "serve")
+                    console.print(f"scoring at http://{settings.serve_host}:{settings.serve_port}")
+                for name, proc in list(children.items()):
+                    if proc.poll() is not None:  # started again on the next round
+                        console.print(f"[red]{name} exited ({proc.returncode}); restarting. Log tail:[/red]\n"
+                                      f"{log_tail(logs / f'{name}.log', 1500)}")
+                        stop(proc)
+                        del children[name]
+                time.sleep(POLL_S)
+    except KeyboardInterrupt:
+        console.print("stopping")
+    finally:
+        started_here = set(COMPONENTS) - already_running
+        if started_here == set(COMPONENTS):
+            stack.down(settings, report=console.print)
+        else:
+            console.print("the embedded stack was already running; left running (`tacit stack down` stops it)")
+
+
+def _has_champion(engine) -> bool:
+    with engine.connect() as conn:
+        query = select(ModelVersion.id).where(ModelVersion.status == ModelStatus.CHAMPION.value).limit(1)
+        return conn.execute(query).first() is not None

@@ -1,0 +1,242 @@
+"""``tacit gateway``: chat apps POST their messages over HTTP, the gateway puts them on the chat-events topic.
+
+``POST /v1/events`` takes one chat event, a list of them, or ``{"events": [...]}``, with a tenant's API key.
+The answer says, per event, what happened, and nothing is ever lost without saying so:
+
+- An event may leave out its tenant: it is the key's. An event naming another tenant makes the whole
+  request a 403, since a key only ever writes its own tenant.
+- Validation is all or nothing: one invalid event makes the request a 422 that lists every invalid event
+  with its reasons, and nothing is sent, so a client never has to work out which events went through.
+- A 202 comes only once Kafka acknowledged every event (``acks=all``), with each one's partition and offset.
+  If Kafka fails, the answer is a 503 that lists which events were accepted and which were not. Sending the
+  whole batch again is safe: the worker stores a message once per (tenant, conversation, turn).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+import uvicorn
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from aiokafka.structs import RecordMetadata
+from fastapi import FastAPI, HTTPException, Request, Response, status
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from tacit.core.api_auth import KeyTenant
+from tacit.core.apikeys import KeyVerifier
+from tacit.core.db import make_engine
+from tacit.core.domain import ChatEvent, describe_validation_error
+from tacit.core.endpoints import endpoint
+from tacit.core.errors import TacitError
+from tacit.core.settings import TacitSettings
+from tacit.ingest.events import encode_event
+
+
+class EventBatch(BaseModel):
+    events: list[ChatEvent]
+
+
+# The documented body; the handler parses it itself, to answer 400/413/422 as described above.
+REQUEST_SCHEMA = TypeAdapter(ChatEvent | list[ChatEvent] | EventBatch).json_schema(
+    ref_template="#/components/schemas/{model}"
+)
+REQUEST_DEFINITIONS = REQUEST_SCHEMA.pop("$defs")
+
+
+class ItemResult(BaseModel):
+    index: int
+    status: Literal["accepted", "invalid", "forbidden", "failed"]
+    partition: int | None = None
+    offset: int | None = None
+    error: str | None = None
+
+
+class EventsResponse(BaseModel):
+    detail: str
+    results: list[ItemResult]
+
+
+class GatewayMetrics:
+    """One registry per app, so that several apps in one process (tests, benchmarks) do not collide."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.events = Counter("tacit_gateway_events", "Events by outcome.", ["outcome"], registry=self.registry)
+        self.responses = Counter("tacit_gateway_responses", "Answers by HTTP status.", ["status"],
+                                 registry=self.registry)
+
+    def count(self, results: list[ItemResult]) -> None:
+        for result in results:
+            self.events.labels(result.status).inc()
+
+
+def create_app(settings: TacitSettings, keys: KeyVerifier, bootstrap: str) -> FastAPI:
+    metrics = GatewayMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # No idempotence: Tansu does not support it, and a duplicate is harmless downstream (see above).
+        app.state.producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", enable_idempotence=False,
+            request_timeout_ms=int(settings.gateway_kafka_timeout_s * 1000),
+        )
+        try:
+            await app.state.producer.start()
+        except KafkaError as error:
+            raise TacitError(f"Cannot reach Kafka at {bootstrap} ({error}): start it with `tacit stack up`, "
+                             "or set TACIT_KAFKA_BOOTSTRAP.") from error
+        try:
+            yield
+        finally:
+            await app.state.producer.stop()
+
+    app = FastAPI(title="Tacit ingest gateway", lifespan=lifespan)
+    app.state.api_keys = keys
+
+    @app.middleware("http")
+    async def count_responses(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        metrics.responses.labels(str(response.status_code)).inc()
+        return response
+
+    @app.post(
+        "/v1/events",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=EventsResponse,
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": REQUEST_SCHEMA}}}},
+        responses={
+            400: {"description": "The body is not JSON."},
+            401: {"description": "No key, or not a valid one."},
+            403: {"model": EventsResponse, "description": "A revoked key, or events of another tenant."},
+            413: {"description": "Too many events, or too large a body."},
+            422: {"model": EventsResponse, "description": "Invalid events, each with its reasons; none sent."},
+            503: {"model": EventsResponse, "description": "Kafka failed: which events were accepted, which not."},
+        },
+    )
+    async def post_events(request: Request, tenant: KeyTenant) -> JSONResponse:
+        """Put chat events (the tenant may be left out: it is the key's) on the chat-events topic."""
+        items = _items(await _read_body(request, settings.gateway_max_body_bytes), settings.gateway_max_batch)
+        events, refused = _check(items, tenant)
+        if refused:
+            metrics.count(refused)
+            forbidden = any(result.status == "forbidden" for result in refused)
+            code = status.HTTP_403_FORBIDDEN if forbidden else status.HTTP_422_UNPROCESSABLE_CONTENT
+            reason = f"this key writes tenant {tenant!r} only" if forbidden else "invalid events"
+            return _answer(code, f"{len(refused)} of {len(items)} events refused ({reason}); none sent", refused)
+        results = await _produce(request.app.state.producer, settings.chat_events_topic, events)
+        metrics.count(results)
+        accepted = sum(result.status == "accepted" for result in results)
+        if accepted < len(results):
+            return _answer(status.HTTP_503_SERVICE_UNAVAILABLE,
+                           f"Kafka accepted {accepted} of {len(results)} events; send the others again", results)
+        return _answer(status.HTTP_202_ACCEPTED, f"{accepted} events accepted", results)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type="text/plain; version=0.0.4")
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's schema, plus the models that the hand-parsed request body refers to."""
+        if app.openapi_schema is None:
+            FastAPI.openapi(app)["components"]["schemas"].update(REQUEST_DEFINITIONS)
+        return app.openapi_schema
+
+    app.openapi = openapi
+    return app
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, refused as soon as it passes ``limit`` bytes rather than after it was all read."""
+    too_large = HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"The body is larger than {limit} bytes.")
+    if int(request.headers.get("content-length", 0)) > limit:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
+
+
+def _items(body: bytes, max_batch: int) -> list[Any]:
+    """One event, a list, or ``{"events": [...]}``, as a list of raw items."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError) as error:  # also invalid UTF-8
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"The body is not JSON: {error}") from None
+    if isinstance(payload, dict) and payload.keys() == {"events"}:
+        payload = payload["events"]
+        if not isinstance(payload, list):
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "'events' must be a list of chat events.")
+    items = payload if isinstance(payload, list) else [payload]
+    if not items:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "The batch holds no events.")
+    if len(items) > max_batch:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
+                            f"{len(items)} events in one request; send at most {max_batch} (TACIT_GATEWAY_MAX_BATCH).")
+    return items
+
+
+def _check(items: list[Any], tenant: str) -> tuple[list[ChatEvent], list[ItemResult]]:
+    """The valid events of ``tenant``, and a result for every item that is not one."""
+    events, refused = [], []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            refused.append(ItemResult(index=index, status="invalid",
+                                      error=f"an event must be a JSON object, not {type(item).__name__}"))
+            continue
+        claimed = item.setdefault("tenant", tenant)
+        if claimed != tenant:
+            refused.append(ItemResult(index=index, status="forbidden",
+                                      error=f"tenant {claimed!r} is not the key's tenant {tenant!r}"))
+            continue
+        try:
+            events.append(ChatEvent.model_validate(item))
+        except ValidationError as error:
+            refused.append(ItemResult(index=index, status="invalid", error=describe_validation_error(error)))
+    return events, refused
+
+
+async def _produce(producer: AIOKafkaProducer, topic: str, events: list[ChatEvent]) -> list[ItemResult]:
+    """Send in order (a conversation's messages stay in order) and wait for every acknowledgement."""
+    deliveries: list[asyncio.Future[RecordMetadata]] = []
+    unsent = ""
+    try:
+        for event in events:
+            key, value = encode_event(event)
+            deliveries.append(await producer.send(topic, value=value, key=key))
+    except KafkaError as error:  # the rest are not sent: they would fail the same way, one timeout each
+        unsent = f"not sent: {error!r}"
+    outcomes = await asyncio.gather(*deliveries, return_exceptions=True)
+    results = [_delivered(index, outcome) for index, outcome in enumerate(outcomes)]
+    results += [ItemResult(index=i, status="failed", error=unsent) for i in range(len(deliveries), len(events))]
+    return results
+
+
+def _delivered(index: int, outcome: RecordMetadata | BaseException) -> ItemResult:
+    if isinstance(outcome, BaseException):
+        return ItemResult(index=index, status="failed", error=f"not acknowledged: {outcome!r}")
+    return ItemResult(index=index, status="accepted", partition=outcome.partition, offset=outcome.offset)
+
+
+def _answer(code: int, detail: str, results: list[ItemResult]) -> JSONResponse:
+    body = EventsResponse(detail=detail, results=results).model_dump(mode="json", exclude_none=True)
+    return JSONResponse(body, status_code=code)
+
+
+def run(settings: TacitSettings, host: str | None = None, port: int | None = None) -> None:
+    """Serve the gateway until interrupted; host and port default to the settings."""
+    keys = KeyVerifier(make_engine(endpoint(settings, "postgres")), settings.api_key_cache_s)
+    app = create_app(settings, keys, endpoint(settings, "kafka"))
+    uvicorn.run(app, host=host or settings.gateway_host, port=settings.gateway_port if port is None else port)
