@@ -412,10 +412,9 @@ def models_promote(
     reason: Annotated[str, typer.Option(help="Why, for the audit trail.")] = "promoted by hand",
 ) -> None:
     """Make a version the champion (the previous one is retired) and announce it."""
-    from tacit.core import model_events as events
     from tacit.core import registry
 
-    events.publish(_settings(), registry.promote(_registry(), version, reason=reason))
+    registry.promote(_registry(), version, reason=reason, settings=_settings())
     console.print(f"version {version} is the champion")
 
 
@@ -424,11 +423,9 @@ def models_rollback(
     reason: Annotated[str, typer.Option(help="Why, for the audit trail.")] = "rolled back by hand",
 ) -> None:
     """Reject the champion and bring back the previous one, announced like a promotion."""
-    from tacit.core import model_events as events
     from tacit.core import registry
 
-    event = registry.rollback(_registry(), reason=reason)
-    events.publish(_settings(), event)
+    event = registry.rollback(_registry(), reason=reason, settings=_settings())
     console.print(f"version {event['version']} is the champion again")
 
 

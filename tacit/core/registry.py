@@ -2,17 +2,22 @@
 
 A version is an artifact directory plus its metrics; its ``status`` says whether the scoring service
 should load it (``champion``, at most one, enforced by a unique index). Every status change is a decision
-row with its reasons, and a promotion is announced by ``NOTIFY`` on :data:`tacit.core.db.MODEL_EVENTS_CHANNEL`
-in the same transaction, so listeners hear of it exactly when it is committed.
+row with its reasons. A promotion (or rollback) announces itself twice: ``NOTIFY`` on
+:data:`tacit.core.db.MODEL_EVENTS_CHANNEL` in the same transaction, so listeners hear of it exactly when it
+is committed (the authoritative signal), and the same JSON on the Kafka topic ``model-events`` right after
+the commit, for consumers that cannot LISTEN on Postgres (other services, audit pipelines).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
 from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -25,7 +30,11 @@ from tacit.core.db import (
     RunStatus,
     TrainingRun,
 )
+from tacit.core.endpoints import endpoint
 from tacit.core.errors import TacitError
+from tacit.core.settings import TacitSettings
+
+logger = logging.getLogger(__name__)
 
 # pg_advisory_lock key held for the whole of a training run ("tacit:training" as a 64-bit int).
 TRAINING_LOCK = 0x7461636974747261
@@ -125,15 +134,18 @@ def decisions(engine: Engine, version_id: int) -> list[ModelDecision]:
 # -------------------------------------------------------------------------------------- status changes
 
 
-def promote(engine: Engine, version_id: int, *, reason: str | Sequence[str]) -> dict[str, Any]:
-    """Make ``version_id`` the champion and retire the previous one, in one transaction; returns the
-    promotion event that was NOTIFYed on commit (publish it to Kafka with ``tacit.core.model_events.publish``)."""
+def promote(engine: Engine, version_id: int, *, reason: str | Sequence[str],
+            settings: TacitSettings) -> dict[str, Any]:
+    """Make ``version_id`` the champion and retire the previous one, in one transaction, and announce it;
+    returns the promotion event."""
     with Session(engine) as session, session.begin():
         version = _locked(session, version_id)
         if version.status == ModelStatus.CHAMPION.value:
             raise RegistryError(f"Version {version_id} is already the champion.")
         _set_champion(session, version, ModelStatus.RETIRED, reason)
-        return _announce(session, version)
+        event = _notify(session, version)
+    _publish(settings, event)
+    return event
 
 
 def reject(engine: Engine, version_id: int, *, reasons: Sequence[str]) -> None:
@@ -143,8 +155,9 @@ def reject(engine: Engine, version_id: int, *, reasons: Sequence[str]) -> None:
         session.add(ModelDecision(version_id=version_id, action="rejected", reasons=list(reasons)))
 
 
-def rollback(engine: Engine, *, reason: str) -> dict[str, Any]:
-    """Reject the champion and bring back the version that was champion before it."""
+def rollback(engine: Engine, *, reason: str, settings: TacitSettings) -> dict[str, Any]:
+    """Reject the champion and bring back the version that was champion before it, announced like a
+    promotion; returns the event."""
     with Session(engine) as session, session.begin():
         previous = session.scalar(
             select(ModelVersion)
@@ -156,7 +169,9 @@ def rollback(engine: Engine, *, reason: str) -> dict[str, Any]:
         if previous is None:
             raise RegistryError("No earlier champion to roll back to; promote a version with `tacit models promote`.")
         _set_champion(session, previous, ModelStatus.REJECTED, reason)
-        return _announce(session, previous)
+        event = _notify(session, previous)
+    _publish(settings, event)
+    return event
 
 
 def _locked(session: Session, version_id: int) -> ModelVersion:
@@ -183,8 +198,26 @@ def _set_champion(
     session.add(ModelDecision(version_id=version.id, action="promoted", reasons=reasons))
 
 
-def _announce(session: Session, version: ModelVersion) -> dict[str, Any]:
+def _notify(session: Session, version: ModelVersion) -> dict[str, Any]:
     event = {"event": "promoted", "version": version.id, "artifact_uri": version.artifact_uri}
     session.execute(text("SELECT pg_notify(:channel, :payload)"),
                     {"channel": MODEL_EVENTS_CHANNEL, "payload": json.dumps(event)})
     return event
+
+
+async def _send(bootstrap: str, topic: str, event: dict[str, Any]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, json.dumps(event).encode(), key=b"model")
+    finally:
+        await producer.stop()
+
+
+def _publish(settings: TacitSettings, event: dict[str, Any]) -> None:
+    """Produce ``event`` to ``settings.model_events_topic``. The promotion is already committed, so a
+    broker that cannot be reached is reported, not raised: the NOTIFY listeners have the event."""
+    try:
+        asyncio.run(_send(endpoint(settings, "kafka"), settings.model_events_topic, event))
+    except Exception as exc:  # noqa: BLE001 - any broker failure leaves the committed promotion valid
+        logger.warning("Version %s is promoted, but announcing it on Kafka failed: %s", event["version"], exc)

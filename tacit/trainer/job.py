@@ -22,7 +22,6 @@ from ray.exceptions import RayTaskError
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from tacit.core import model_events as events
 from tacit.core.db import FeedbackRow, RunStatus, make_engine
 from tacit.core.endpoints import endpoint, ray_connection
 from tacit.core.errors import TacitError
@@ -181,7 +180,7 @@ def _gate(
     if current_id is not None:
         verdict.reasons.insert(0, f"compared with champion version {current_id} on the same data")
     if verdict.promote:
-        events.publish(settings, promote(engine, version_id, reason=verdict.reasons))
+        promote(engine, version_id, reason=verdict.reasons, settings=settings)
         logger.info("Version %d promoted: %s", version_id, "; ".join(verdict.reasons))
     else:
         reject(engine, version_id, reasons=verdict.reasons)

@@ -106,11 +106,11 @@ def serving_settings(settings: TacitSettings) -> TacitSettings:
 
 def test_five_promotions_under_load_fail_no_request(settings, registry: Engine, tmp_path: Path) -> None:
     versions = [register(registry, path) for path in checkpoints(tmp_path, 6)]
-    promote(registry, versions[0], reason="serving test")
+    promote(registry, versions[0], reason="serving test", settings=settings)
 
     with start_in_background(serving_settings(settings)) as server, LoadGenerator(server.url) as load:
         for version in versions[1:]:
-            promote(registry, version, reason="serving test")
+            promote(registry, version, reason="serving test", settings=settings)
             info = wait_for(server.url, lambda info, v=version: info["model_version"] == v)
             assert info["model_version"] == version
 
@@ -127,10 +127,10 @@ def test_a_corrupt_promotion_is_rejected_and_the_champion_keeps_serving(
     good, corrupt = checkpoints(tmp_path, 2)
     (corrupt / "model.safetensors").write_bytes(b"not a safetensors file")
     champion, broken = register(registry, good), register(registry, corrupt)
-    promote(registry, champion, reason="serving test")
+    promote(registry, champion, reason="serving test", settings=settings)
 
     with start_in_background(serving_settings(settings)) as server, LoadGenerator(server.url) as load:
-        promote(registry, broken, reason="serving test")
+        promote(registry, broken, reason="serving test", settings=settings)
         info = wait_for(server.url, lambda info: info["last_rejected"] is not None)
         time.sleep(0.5)  # and requests go on being answered after the rejection
         exposition = httpx.get(f"{server.url}/metrics").text

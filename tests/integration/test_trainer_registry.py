@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from tacit import cli
-from tacit.core import model_events as events
 from tacit.core.db import MODEL_EVENTS_CHANNEL, ModelStatus, ModelVersion, TrainingRun
 from tacit.core.domain import Role
 from tacit.core.registry import (
@@ -82,7 +81,7 @@ def test_promotion_keeps_one_champion_records_why_and_announces(
     listening = listener(isolated)
 
     for version in (first, second):
-        events.publish(isolated, promote(engine, version, reason=f"test {version}"))
+        promote(engine, version, reason=f"test {version}", settings=isolated)
 
     assert (get_version(engine, first).status, champion(engine).id) == (ModelStatus.RETIRED.value, second)
     assert [(d.action, d.reasons) for d in decisions(engine, first)] == [
@@ -94,25 +93,27 @@ def test_promotion_keeps_one_champion_records_why_and_announces(
     assert notified == expected
     assert kafka_events(isolated, str(tmp_path)) == expected
     with pytest.raises(RegistryError, match="already the champion"):
-        promote(engine, second, reason="again")
+        promote(engine, second, reason="again", settings=isolated)
 
 
-def test_database_refuses_a_second_champion(engine: Engine, tmp_path: Path) -> None:
+def test_database_refuses_a_second_champion(isolated: TacitSettings, engine: Engine, tmp_path: Path) -> None:
     first, second = versions(engine, 2, tmp_path)
-    promote(engine, first, reason="first")
+    promote(engine, first, reason="first", settings=isolated)
 
     with pytest.raises(IntegrityError, match="uq_model_versions_one_champion"), engine.begin() as connection:
         connection.execute(update(ModelVersion).where(ModelVersion.id == second).values(status="champion"))
 
 
-def test_rollback_rejects_the_champion_and_restores_the_previous_one(engine: Engine, tmp_path: Path) -> None:
+def test_rollback_rejects_the_champion_and_restores_the_previous_one(
+    isolated: TacitSettings, engine: Engine, tmp_path: Path
+) -> None:
     with pytest.raises(RegistryError, match="No earlier champion"):
-        rollback(engine, reason="nothing yet")
+        rollback(engine, reason="nothing yet", settings=isolated)
     first, second, third = versions(engine, 3, tmp_path)
     for version in (first, second, third):
-        promote(engine, version, reason="test")
+        promote(engine, version, reason="test", settings=isolated)
 
-    event = rollback(engine, reason="v3 misbehaves")
+    event = rollback(engine, reason="v3 misbehaves", settings=isolated)
 
     assert event["version"] == second and champion(engine).id == second
     assert get_version(engine, third).status == ModelStatus.REJECTED.value
