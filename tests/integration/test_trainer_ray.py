@@ -25,7 +25,8 @@ from tacit.core.endpoints import Endpoints
 from tacit.core.examples import Selection, load_examples
 from tacit.core.registry import champion, decisions, get_version
 from tacit.core.settings import TacitSettings
-from tacit.trainer.job import BUNDLED_BENCHMARK, run_training
+from tacit.data import HELDOUT_PAIRS
+from tacit.trainer.job import run_training
 from tacit.trainer.train import TooFewExamples
 
 pytestmark = pytest.mark.integration
@@ -56,7 +57,7 @@ def isolated(embedded_stack: Endpoints, settings: TacitSettings, tmp_path: Path)
 def small_benchmark(directory: Path, pairs: int = 16) -> Path:
     """The first pairs of the bundled HH-RLHF benchmark: the real evaluation path, in a second."""
     path = directory / "hh_small.jsonl"
-    with gzip.open(BUNDLED_BENCHMARK, "rt") as lines:
+    with gzip.open(HELDOUT_PAIRS, "rt") as lines:
         path.write_text("".join(itertools.islice(lines, pairs)))
     return path
 
