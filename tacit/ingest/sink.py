@@ -1,4 +1,4 @@
-"""The Postgres sink: one transaction per batch, idempotent upserts on natural keys.
+"""The Postgres sink: one transaction per batch, idempotent upserts on natural keys. It only writes.
 
 A batch is written whole or not at all. The agent acknowledges a batch's Kafka records only after
 :meth:`PostgresSink.write` returned, so offsets are committed only for what is in the database; a record
@@ -10,11 +10,10 @@ item's rows of the other derived stages in the same transaction, so no redeliver
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 
-from sqlalchemy import and_, bindparam, delete, func, select, tuple_, update
+from sqlalchemy import and_, bindparam, delete, func, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
 
@@ -22,13 +21,9 @@ from tacit.core.db import Conversation, FeedbackRow, MessageRow, RejectedEvent
 from tacit.core.domain import (
     PENDING,
     RAW,
-    REFINED,
     ChatEvent,
-    ConversationKey,
     FeedbackCandidate,
-    Followup,
     Label,
-    SatisfactionLevel,
     Stored,
 )
 
@@ -74,56 +69,6 @@ class PostgresSink:
                 conn.execute(PENDING_FINALISE, _finalised_rows(batch.finalised))
             if batch.dead_letters:
                 conn.execute(REJECTED_INSERT, _rejected_rows(batch.dead_letters))
-
-    def pending(self, conversations: Collection[ConversationKey]) -> tuple[list[Stored], list[Followup]]:
-        """The pending items of ``conversations`` (not empty), and the stored follow-ups after them.
-
-        Two queries on the feedback key's index; the second only when there are pending items.
-        """
-        in_conversations = tuple_(FeedbackRow.tenant, FeedbackRow.conversation_id).in_
-        with self.engine.connect() as conn:
-            rows = conn.execute(_with_followup_text(in_conversations(conversations), PENDING))
-            stored = [_stored(row) for row in rows]
-            if not stored:
-                return [], []
-            first: dict[ConversationKey, int] = {}
-            for item in stored:
-                key = item.followup.conversation
-                first[key] = min(item.followup.turn, first.get(key, item.followup.turn))
-            rows = conn.execute(_with_followup_text(in_conversations(first), RAW))
-            known = [_stored(row).followup for row in rows]
-        return stored, [f for f in known if f.turn > first[f.conversation]]
-
-    def finalise_idle(self, idle_seconds: float) -> int:
-        """Pending items of conversations quiet for ``idle_seconds`` become ``refined``, level unchanged.
-
-        Idle is measured on ``ingested_at`` (when the worker stored a message), not on the messages' own
-        timestamps, which replayed logs set far in the past.
-        """
-        recent = select(MessageRow.id).where(
-            MessageRow.tenant == FeedbackRow.tenant,
-            MessageRow.conversation_id == FeedbackRow.conversation_id,
-            MessageRow.ingested_at > func.now() - timedelta(seconds=idle_seconds)).exists()
-        with self.engine.begin() as conn:
-            return conn.execute(update(FeedbackRow).where(FeedbackRow.stage == PENDING, ~recent)
-                                .values(id=FRESH_ID, stage=REFINED, updated_at=func.now())).rowcount
-
-
-def _with_followup_text(where, stage: str):
-    """Feedback rows of ``stage`` matching ``where``, each with the text of its follow-up message."""
-    followup = and_(MessageRow.tenant == FeedbackRow.tenant,
-                    MessageRow.conversation_id == FeedbackRow.conversation_id,
-                    MessageRow.turn_index == FeedbackRow.followup_turn)
-    return (select(FeedbackRow.__table__, MessageRow.content).join(MessageRow, followup)
-            .where(where, FeedbackRow.stage == stage))
-
-
-def _stored(row) -> Stored:
-    level = SatisfactionLevel(row.level)
-    label = Label(level, row.confidence, row.reason, row.labeler_id, row.labeler_version, row.stage)
-    followup = Followup((row.tenant, row.conversation_id), row.labeler_id, row.followup_turn, row.content,
-                        level, row.confidence)
-    return Stored(row.response_turn, followup, label)
 
 
 MESSAGES_UPSERT = insert(MessageRow).on_conflict_do_nothing(constraint="uq_messages_key")

@@ -12,7 +12,7 @@ log and counts the records in between as acknowledged; it drops a re-read record
 stale one moved its read offset; it acknowledges records its stream skipped during the rebalance; and it
 commits one offset past a record that was never acknowledged. So records were committed but never stored,
 or a partition was left with records nobody would process: found with two workers sharing a stream while
-one of them leaves (README, "Scaling out"). The chat-events topic has no holes (no compaction, no
+one of them leaves (docs: operations, scaling out). The chat-events topic has no holes (no compaction, no
 transactions), so nothing of Faust's gap rule is needed for it.
 """
 

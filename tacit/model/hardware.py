@@ -2,7 +2,7 @@
 
 ``auto`` computes in bfloat16 wherever the hardware does so natively: CUDA GPUs (fp16 on GPUs older than
 Ampere) and CPUs with AVX512-BF16 or AMX, where ``bench/precision.py`` measured 2.8x faster scoring and 1.9x faster
-training than float32 on this project's 2-core machine (README, Measured). ``float32`` is exact and everywhere.
+training than float32 on this project's 2-core machine (docs: benchmarks). ``float32`` is exact and everywhere.
 """
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-
+"""Importers of chat-log formats (WildChat, LMSYS, ShareGPT, OpenAI messages, HH-RLHF, OASST, JSONL)."""

@@ -1,1 +1,1 @@
-
+"""Refinement of raw labels: refusal validation, filters, implicit-feedback mining."""

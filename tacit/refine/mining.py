@@ -9,7 +9,7 @@ In a stream the next two follow-ups are not known yet when a neutral item is lab
 Its derived row is stored with stage ``pending`` (the trainer reads ``refined`` only) and finalised by
 :func:`decide` once it can be: as soon as a positive, similar follow-up is among the next two (``refined``
 with that level), when two later follow-ups came without one (``refined``, unchanged), or, when the
-conversation went quiet, by the idle sweep (``refined``, unchanged; ``PostgresSink.finalise_idle``).
+conversation went quiet, by the idle sweep (``refined``, unchanged; ``PendingStore.finalise_idle`` in the ingest service).
 
 Why the state lives in PostgreSQL and not in the worker's conversation table: labels exist only in the
 batch loop, and a Faust table written there would route its changelog record to the partition of whatever

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from tacit.core.errors import TacitError
+from tacit.core.extras import require
 from tacit.core.settings import Precision
 from tacit.model.hardware import compute_dtype, default_device
 from tacit.model.schema import Turn
@@ -79,6 +80,7 @@ def policy_name(policy: Path | None) -> str:
 def load_policy(policy: Path | None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     if policy is not None:
         return AutoModelForCausalLM.from_pretrained(policy), AutoTokenizer.from_pretrained(policy)
+    require("rlhi", "gguf")
     gguf = _bundled_gguf()
     quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -137,6 +139,7 @@ def _train(
     dtype: torch.dtype,
 ) -> None:
     """Reference log-probabilities are computed once before training, so no second model is kept."""
+    require("rlhi", "trl", "datasets")
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 

@@ -1,0 +1,1 @@
+"""The scoring service: FastAPI app, micro-batching, hot swap of promoted models, Ray Serve deployment."""

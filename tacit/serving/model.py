@@ -25,7 +25,7 @@ def torch_threads(settings: TacitSettings) -> int:
     """``TACIT_SERVE_THREADS``, else one physical core fewer than torch would take, left to the event loop
     and the tokenizer thread: with every core, torch's threads wait at each operator's barrier for a thread
     that the event loop (or another process) preempted, and small batches, which run the most operators per
-    text, lose the most (README, serving benchmark: 2 threads against 1 on 2 cores)."""
+    text, lose the most (the serving benchmark: 2 threads against 1 on 2 cores)."""
     return settings.serve_threads or max(1, (psutil.cpu_count(logical=False) or 1) - 1)
 
 

@@ -1,1 +1,1 @@
-"""Training stage: datasets, the ordinal model, the training loop, evaluation, registry, Ray job."""
+"""Training: the loop, evaluation, the promotion gate, the Ray job, the schedule, the user-diversity study."""

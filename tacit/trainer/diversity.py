@@ -19,18 +19,21 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from tacit.core.errors import TacitError
 from tacit.core.examples import RewardExample, label_scheme, split_by_user, user_key
+from tacit.core.extras import require
 from tacit.core.settings import TacitSettings
 from tacit.model.scoring import RewardScorer
 from tacit.trainer.evaluate import evaluate_checkpoint
 from tacit.trainer.job import train_config
 from tacit.trainer.train import MIN_EXAMPLES, TooFewExamples, TrainConfig, train_reward_model
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 METRICS = ("accuracy", "mae", "qwk", "ece", "roc_auc")  # as tacit.trainer.evaluate.ordinal_metrics names them
 T = TypeVar("T")
@@ -292,6 +295,9 @@ def _without_nan(value):
 
 def _plot(experiment: Experiment, rows: Sequence[Row]) -> Figure:
     """One panel per metric against the number of users (log scale), mean with a bar of one std."""
+    require("analysis", "matplotlib")
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(3.2 * len(METRICS), 3.4), layout="constrained")
     users = [row.users for row in rows]
     for axes, name in zip(figure.subplots(1, len(METRICS)), METRICS, strict=True):
