@@ -49,13 +49,15 @@ class TacitSettings(BaseSettings):
     )
 
     # --- Kafka topics ---
-    chat_events_topic: str = "chat-events"
-    dead_letter_topic: str = "chat-events-dead-letter"
+    chat_events_topic: str = Field("chat-events",
+                                   description="Kafka topic of chat events, keyed tenant:conversation.")
+    dead_letter_topic: str = Field("chat-events-dead-letter",
+                                   description="Kafka topic of rejected records, the reason in a header.")
     partitions: int = Field(2, ge=1, description="Partitions of every topic the worker reads or owns.")
-    worker_app_id: str = "tacit-worker"
+    worker_app_id: str = Field("tacit-worker", description="Faust app id: the workers' consumer group.")
 
     # --- tenants ---
-    default_tenant: str = "default"
+    default_tenant: str = Field("default", description="Tenant of replayed logs when none is given.")
 
     # --- stream processing ---
     labeler: str = Field("rules", description="Which labeler rates follow-ups in the worker.")
@@ -76,11 +78,11 @@ class TacitSettings(BaseSettings):
     precision: Precision = Field("auto", description="auto: bf16 where the hardware has it natively; float32.")
 
     # --- training ---
-    train_steps: int = Field(300, ge=1)
-    train_batch_size: int = Field(16, ge=1)
-    learning_rate: float = Field(5e-5, gt=0)
-    holdout_fraction: float = Field(0.1, ge=0, lt=1)
-    seed: int = 0
+    train_steps: int = Field(300, ge=1, description="Optimiser steps per training run.")
+    train_batch_size: int = Field(16, ge=1, description="Examples per training batch.")
+    learning_rate: float = Field(5e-5, gt=0, description="Peak learning rate of the reward model.")
+    holdout_fraction: float = Field(0.1, ge=0, lt=1, description="Share of users held out for evaluation.")
+    seed: int = Field(0, description="Seed of the user split and of training.")
 
     # --- trainer: evaluation, promotion gate, schedule ---
     model_events_topic: str = Field("model-events", description="Kafka topic announcing promotions.")
@@ -99,8 +101,8 @@ class TacitSettings(BaseSettings):
     )
 
     # --- serving ---
-    serve_host: str = "127.0.0.1"
-    serve_port: int = Field(8000, ge=0, le=65535)
+    serve_host: str = Field("127.0.0.1", description="Bind address of the scoring service.")
+    serve_port: int = Field(8000, ge=0, le=65535, description="Port of the scoring service.")
     serve_batch_size: int = Field(32, ge=1, description="Most texts in one model call.")
     serve_batch_tokens: int = Field(8192, ge=16, description="Most padded tokens in one model call.")
     serve_max_wait_ms: float = Field(2.0, ge=0, description="Longest a text waits for others to join its batch.")
@@ -122,8 +124,8 @@ class TacitSettings(BaseSettings):
         5.0, ge=0, description="How long a checked key is trusted without asking Postgres: a revoke takes this long."
     )
     api_key: SecretStr | None = Field(None, description="The key that `tacit score` sends to the scoring service.")
-    gateway_host: str = "127.0.0.1"
-    gateway_port: int = Field(8080, ge=0, le=65535)
+    gateway_host: str = Field("127.0.0.1", description="Bind address of the ingest gateway.")
+    gateway_port: int = Field(8080, ge=0, le=65535, description="Port of the ingest gateway.")
     gateway_max_batch: int = Field(500, ge=1, description="Most events in one POST /v1/events.")
     gateway_max_body_bytes: int = Field(16 * 2**20, ge=1024, description="Largest request body accepted.")
     gateway_kafka_timeout_s: float = Field(

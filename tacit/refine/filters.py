@@ -90,7 +90,9 @@ def personal_data(candidate: FeedbackCandidate) -> str | None:
 
 
 def long_history(candidate: FeedbackCandidate) -> str | None:
-    count = len(candidate.history)
+    """Counted from the query's turn index: the worker keeps only a window of recent messages, so
+    ``history`` holds at most the window and alone could never exceed the limit."""
+    count = max(len(candidate.history), (candidate.query or candidate.response).turn_index)
     return f"history of {count} messages (> {MAX_HISTORY_MESSAGES})" if count > MAX_HISTORY_MESSAGES else None
 
 
@@ -100,7 +102,11 @@ def short_response(candidate: FeedbackCandidate) -> str | None:
 
 
 def short_query(candidate: FeedbackCandidate) -> str | None:
-    count = words(candidate.query.content, MIN_QUERY_WORDS) if candidate.query else 0
+    """Only a query that is there: a log that starts mid-chat with an assistant turn has none, and its
+    first follow-up is real feedback on the reply all the same."""
+    if candidate.query is None:
+        return None
+    count = words(candidate.query.content, MIN_QUERY_WORDS)
     return f"query of {count} words (< {MIN_QUERY_WORDS})" if count < MIN_QUERY_WORDS else None
 
 

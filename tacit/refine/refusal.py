@@ -22,9 +22,15 @@ QUERY_HEAD_CHARS = 1000
 _REFUSAL = re.compile(
     r"\bi(?: cannot| can(?:'|’)?t| can not| won(?:'|’)?t|(?: am|'m|’m) (?:not able|unable) to) "
     r"(?:help|assist|provide|do|write|create|generate|comply|fulfil|support|engage|give|share|answer)"
-    r"|\bas an ai\b|\bas a (?:large )?language model\b|\bsorry,? but i\b|\bi must (?:decline|refuse)\b"
+    r"|\bas an ai\b|\bas a (?:large )?language model\b|\bi must (?:decline|refuse)\b"
     r"|\bi(?:'|’)m not (?:comfortable|going to)\b"
     r"|(?:我|本助手)(?:不能|无法|不可以|没办法)(?:帮|协助|提供|回答|生成|满足)|作为(?:一个)?(?:AI|人工智能|语言模型)|抱歉，?我(?:不能|无法)",
+    re.IGNORECASE,
+)
+# A clarifying question is not a refusal, however apologetic ("Sorry, could you tell me which file?").
+_CLARIFICATION = re.compile(
+    r"\b(?:could|can|would) you (?:please )?(?:clarify|specify|elaborate|explain what you mean|provide (?:more|some|the)"
+    r"|share (?:more|the)|tell me (?:more|which|what))\b|\bwhat do you mean\b|\bmore (?:details|context|information)\b",
     re.IGNORECASE,
 )
 # The refusal covered part of the request and the reply went on to help: the model did answer.
@@ -47,7 +53,10 @@ class RefusalVerdict:
 
 
 def is_refusal(response: str) -> bool:
-    return len(response) < MAX_REFUSAL_CHARS and _REFUSAL.search(response) is not None
+    """A short reply that declines in so many words. An apology alone ("I'm sorry, but I still don't see
+    him" in a role-play, "sorry, but I'm not familiar with X") is not one, nor is a request for details."""
+    return (len(response) < MAX_REFUSAL_CHARS and _REFUSAL.search(response) is not None
+            and _CLARIFICATION.search(response) is None)
 
 
 class RefusalValidator(Protocol):

@@ -16,9 +16,8 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve.config import AutoscalingConfig
 
-from tacit.core.endpoints import ray_connection
 from tacit.core.settings import TacitSettings
-from tacit.serving.server import load_app
+from tacit.serving.loading import load_app
 
 DEPLOYMENT = "tacit-scoring"
 
@@ -49,18 +48,7 @@ def application(
     return TacitScoring.bind()
 
 
-def serve_on_ray(
-    settings: TacitSettings,
-    *,
-    version: int | None = None,
-    checkpoint: Path | None = None,
-    host: str | None = None,
-    port: int | None = None,
-) -> None:
-    """Deploy on the configured or embedded Ray cluster and serve until interrupted."""
-    host = host or settings.serve_host
-    port = settings.serve_port if port is None else port
-    with ray_connection(settings):
-        serve.start(http_options={"host": host, "port": port})
-        serve.run(application(settings, version=version, checkpoint=checkpoint), name=DEPLOYMENT,
-                  route_prefix="/", blocking=True)
+def run(app: serve.Application, host: str, port: int) -> None:
+    """Deploy and serve until interrupted."""
+    serve.start(http_options={"host": host, "port": port})
+    serve.run(app, name=DEPLOYMENT, route_prefix="/", blocking=True)

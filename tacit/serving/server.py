@@ -1,4 +1,4 @@
-"""What to serve, and serving it: in the foreground (``tacit serve``) or on a background thread, so that the
+"""Serving: in the foreground (``tacit serve``) or on a background thread, so that the
 demo and the tests score over real HTTP without managing a second process."""
 
 from __future__ import annotations
@@ -6,85 +6,17 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from types import TracebackType
 
 import uvicorn
 from fastapi import FastAPI
 
-from tacit.core.apikeys import KeyVerifier
-from tacit.core.db import ModelVersion, make_engine
-from tacit.core.endpoints import endpoint
-from tacit.core.errors import TacitError
-from tacit.core.registry import champion, get_version
+from tacit.core.endpoints import ray_connection
 from tacit.core.settings import TacitSettings
-from tacit.serving.app import create_app
-from tacit.serving.model import ServedModel, load_scorer
-from tacit.serving.swap import ChampionFollower
+from tacit.serving.loading import load_app
 
 STARTUP_TIMEOUT_S = 60.0
-
-
-class ModelNotFoundError(TacitError, LookupError):
-    """The registry has nothing to serve for the request; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class ServingTarget:
-    checkpoint: Path
-    version: int | None  # None for a checkpoint that is not in the registry
-
-
-def resolve_target(
-    settings: TacitSettings, *, version: int | None = None, checkpoint: Path | None = None
-) -> ServingTarget:
-    """An explicit checkpoint directory, else that registry version, else the current champion."""
-    if checkpoint is not None and version is not None:
-        raise ValueError("Pass either a checkpoint directory or a model version, not both.")
-    if checkpoint is not None:
-        return ServingTarget(Path(checkpoint), None)
-    row = _registry_row(settings, version)
-    target = ServingTarget(Path(row.artifact_uri), row.id)
-    if not (target.checkpoint / "config.json").is_file():
-        raise ModelNotFoundError(
-            f"Model version {row.id} points at {target.checkpoint}, which holds no checkpoint any more; "
-            "serve another version, or retrain with `tacit train`."
-        )
-    return target
-
-
-def _registry_row(settings: TacitSettings, version: int | None) -> ModelVersion:
-    engine = make_engine(endpoint(settings, "postgres"))
-    try:
-        row = champion(engine) if version is None else get_version(engine, version)
-    finally:
-        engine.dispose()
-    if row is None and version is None:
-        raise ModelNotFoundError("No champion model yet: run `tacit train`.")
-    if row is None:
-        raise ModelNotFoundError(f"There is no model version {version} in the registry.")
-    return row
-
-
-def load_app(
-    settings: TacitSettings, *, version: int | None = None, checkpoint: Path | None = None
-) -> FastAPI:
-    """Serving the champion means following it: each later promotion is swapped in. A version or
-    checkpoint asked for by name stays."""
-    target = resolve_target(settings, version=version, checkpoint=checkpoint)
-    scorer = load_scorer(target.checkpoint, settings)
-    follow = version is None and checkpoint is None
-    follower = partial(ChampionFollower, settings) if follow else None
-    return create_app(ServedModel(scorer, target.version), settings, follower, _key_verifier(settings))
-
-
-def _key_verifier(settings: TacitSettings) -> KeyVerifier | None:
-    """Keys live in Postgres, so requiring them needs the database even to serve a bare checkpoint."""
-    if not settings.require_api_keys:
-        return None
-    return KeyVerifier(make_engine(endpoint(settings, "postgres")), settings.api_key_cache_s)
 
 
 def serve(
@@ -94,10 +26,18 @@ def serve(
     checkpoint: Path | None = None,
     host: str | None = None,
     port: int | None = None,
+    on_ray: bool = False,
 ) -> None:
-    """Serve in this process until interrupted; host and port default to the settings."""
+    """Serve until interrupted, in this process or as a Ray Serve deployment; host and port default to
+    the settings."""
     host = host or settings.serve_host
     port = settings.serve_port if port is None else port
+    if on_ray:
+        from tacit.serving import ray_app
+
+        with ray_connection(settings):
+            ray_app.run(ray_app.application(settings, version=version, checkpoint=checkpoint), host, port)
+        return
     uvicorn.run(load_app(settings, version=version, checkpoint=checkpoint), host=host, port=port)
 
 

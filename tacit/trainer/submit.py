@@ -32,8 +32,6 @@ from tacit.core.errors import TacitError
 from tacit.core.registry import finish_run
 from tacit.core.settings import TacitSettings
 
-# The distribution's packages (pyproject.toml): whatever `tacit train` imports now or later is shipped.
-PACKAGES = ("tacit", "ingest", "labelers", "trainer", "serving", "migrations")
 AGENT_WAIT_S = 120.0
 
 
@@ -90,7 +88,8 @@ def _submit_when_ready(client: JobSubmissionClient, **job: Any) -> None:
 
 
 def _package_dirs() -> list[str]:
-    return [str(Path(importlib.util.find_spec(name).origin).parent) for name in PACKAGES]
+    """The one import package of the distribution: whatever `tacit train` imports now or later is shipped."""
+    return [str(Path(importlib.util.find_spec("tacit").origin).parent)]
 
 
 def settings_environment(settings: TacitSettings) -> dict[str, str]:
