@@ -1,23 +1,31 @@
-"""One embedded stack (real Tansu, PostgreSQL and Ray) for the integration tests, stopped even on failure."""
+"""Fixtures of the integration tests: one embedded stack (real Tansu, PostgreSQL and Ray), stopped even on
+failure; fresh databases in it; the stores that several modules read; a real local LLM server."""
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
+import itertools
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.engine import Engine
 
+from tacit.core import db
+from tacit.core.db import make_engine
 from tacit.core.endpoints import Endpoints
 from tacit.core.settings import TacitSettings
+from tacit.data import HELDOUT_PAIRS
 from tacit.devstack import stack
 from tacit.devstack.stack import free_port
+from tests.helpers import rlhi, wait_until
+from tests.helpers.llm import LLMServer
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +47,57 @@ def embedded_stack(settings: TacitSettings) -> Iterator[Endpoints]:
         yield stack.up(settings, report=lambda line: None)
     finally:
         stack.down(settings, report=lambda line: None)
+
+
+# ---------------------------------------------------------------------------- databases of their own
+
+_databases = itertools.count()
+
+
+@pytest.fixture
+def isolated(embedded_stack: Endpoints, settings: TacitSettings, tmp_path: Path) -> TacitSettings:
+    """Settings pointing at a fresh, migrated database and a private models directory, so that version
+    numbering and champion status do not depend on what other integration tests registered."""
+    server = make_url(embedded_stack.database_url)
+    name = f"trainer_test_{next(_databases)}"
+    admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    url = server.set(database=name).render_as_string(hide_password=False)
+    db.upgrade(url)
+    return settings.model_copy(
+        update={"database_url": url, "ray_address": embedded_stack.ray_address,
+                "kafka_bootstrap": embedded_stack.kafka_bootstrap, "data_dir": tmp_path,
+                "eval_benchmarks": (small_benchmark(tmp_path),)}
+    )
+
+
+def small_benchmark(directory: Path, pairs: int = 16) -> Path:
+    """The first pairs of the bundled HH-RLHF benchmark: the real evaluation path, in a second."""
+    path = directory / "hh_small.jsonl"
+    with gzip.open(HELDOUT_PAIRS, "rt") as lines:
+        path.write_text("".join(itertools.islice(lines, pairs)))
+    return path
+
+
+@pytest.fixture
+def engine(isolated: TacitSettings) -> Iterator[Engine]:
+    """The database of ``isolated`` (a module that reads the session database defines its own ``engine``)."""
+    engine = make_engine(isolated.database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def rlhi_engine(embedded_stack: Endpoints) -> Iterator[Engine]:
+    """The session database holding the RLHI test store (tests.helpers.rlhi), removed again afterwards."""
+    engine = make_engine(embedded_stack.database_url)
+    rlhi.delete_tenant(engine)
+    rlhi.store_conversations(engine)
+    yield engine
+    rlhi.delete_tenant(engine)  # the session database is shared: other modules count whole tables
+    engine.dispose()
 
 
 # ---------------------------------------------------------------------------- a real local LLM server
@@ -67,12 +126,6 @@ def plain_checkpoint(gguf: Path, out: Path) -> Path:
     return out
 
 
-@dataclass(frozen=True)
-class LLMServer:
-    url: str  # OpenAI-compatible base URL, ending in /v1
-    model: str  # the name it serves: its folder, the server is pinned to it
-
-
 @pytest.fixture(scope="session")
 def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LLMServer]:
     """SmolLM2-135M-Instruct served by `transformers serve` on CPU, for the LLM labeler, validator, summariser.
@@ -98,14 +151,12 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LLMServer]:
 
 
 def wait_healthy(url: str, server: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def healthy() -> bool:
         if server.poll() is not None:
             pytest.fail(f"transformers serve exited: {log.read_text()[-2000:]}")
         try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
+            return httpx.get(url, timeout=1).status_code == 200
         except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"transformers serve did not start in {timeout}s: {log.read_text()[-2000:]}")
+            return False
+
+    wait_until(healthy, "transformers serve to answer /health", log, timeout=timeout)

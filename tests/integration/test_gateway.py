@@ -22,7 +22,7 @@ from tacit.core.kafka import ensure_topics
 from tacit.core.settings import TacitSettings, get_settings
 from tacit.ingest.gateway import create_app
 from tacit.serving.server import load_app
-from tests.unit.test_serving_app import CHAT, TACIT_SPEC, save_tiny_checkpoint
+from tests.helpers.serving import CHAT, TACIT_SPEC, save_tiny_checkpoint
 
 pytestmark = pytest.mark.integration
 

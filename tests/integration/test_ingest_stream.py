@@ -7,14 +7,13 @@ import json
 import os
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -26,9 +25,9 @@ from tacit.core.endpoints import Endpoints, read_state
 from tacit.core.kafka import end_offsets
 from tacit.core.settings import TacitSettings
 from tacit.devstack import stack
-from tacit.devstack.processes import tacit_child
 from tacit.ingest.events import encode_event, parse_event, storable_reason
-from tests.integration.test_thin_path import wait_until
+from tests.helpers import wait_until
+from tests.helpers.stream import produce, worker
 
 pytestmark = pytest.mark.integration
 
@@ -50,18 +49,6 @@ def conversation(tenant: str, index: int, turns: range) -> list[ChatEvent]:
     texts = [f"question {index}", "an answer", PRAISE, "you are welcome", PRAISE]
     return [ChatEvent(tenant=tenant, conversation_id=f"c{index}", turn_index=t, role=roles[t % 2],
                       content=texts[t], user_id=f"u{index}") for t in turns]
-
-
-async def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> list[tuple[int, int]]:
-    """Send records and return (partition, offset) of each, once acknowledged."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=10,
-                                max_request_size=4 * 1024 * 1024)
-    await producer.start()
-    try:
-        sent = [await producer.send(topic, value, key=key) for key, value in records]
-        return [(meta.partition, meta.offset) for meta in await asyncio.gather(*sent)]
-    finally:
-        await producer.stop()
 
 
 def send_events(private, events: list[ChatEvent]) -> None:
@@ -105,16 +92,19 @@ def followups(engine, tenant: str) -> list[tuple[str, int]]:
     return sorted(tuple(row) for row in rows)
 
 
-def worker(settings: TacitSettings, name: str):
-    """A worker that logs its assignments and table recovery, what a failure here has to be read from."""
-    return tacit_child(settings, "worker", "--loglevel", "info", log=settings.data_dir / "logs" / f"{name}.log")
-
-
 def metric_samples(port: int) -> dict[str, float]:
     """name{labels} -> value of a worker's /metrics."""
     text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
     return {name: float(value) for name, value in
             (line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))}
+
+
+def records_read(port: int) -> float:
+    """Chat-event records a worker has read so far (none while its /metrics does not answer yet)."""
+    try:
+        return metric_samples(port)["tacit_worker_events_total"]
+    except httpx.TransportError:
+        return 0
 
 
 def all_labeled(samples: dict[str, float], at_least: int) -> bool:
@@ -176,20 +166,24 @@ def test_sigkill_and_a_second_worker_store_every_followup_once(private):
     assert followups(engine, "crash") == expected
 
 
-def test_a_worker_leaving_mid_stream_loses_nothing(private):
+def test_a_worker_leaving_mid_stream_loses_nothing(private, monkeypatch):
     """Two workers share the stream; one is stopped cleanly (SIGTERM, as in a scale-in) while records flow."""
     settings, endpoints = private
+    leaving_port = stack.free_port()
     engine = make_engine(endpoints.database_url)
     count = 2000
     send_events(private, [e for i in range(count) for e in conversation("leave", i, range(5))])
     logs = settings.data_dir / "logs"
-    stored = lambda: tenant_count(engine, MessageRow, "leave")  # noqa: E731
+    stored = lambda: tenant_count(engine, MessageRow, "leave")
     with worker(settings, "stay"):
         wait_until(lambda: stored() > 0, "a first batch", logs / "stay.log")
+        monkeypatch.setenv("TACIT_WORKER_METRICS_PORT", str(leaving_port))  # the second worker's own /metrics
         with worker(settings, "leave"):
             wait_until(lambda: "Worker ready" in (logs / "leave.log").read_text(), "the second worker's join",
                        logs / "leave.log")
-            time.sleep(2)
+            # it leaves once it has records of its own in hand (or, on a fast machine, the stream has ended)
+            wait_until(lambda: records_read(leaving_port) > 0 or stored() == 5 * count,
+                       "the second worker's first records", logs / "leave.log")
         wait_until(lambda: stored() == 5 * count, "every message stored", logs / "stay.log", logs / "leave.log",
                    timeout=90)
         wait_until(lambda: everything_committed(private), "offsets committed to the end", logs / "stay.log")
@@ -216,8 +210,10 @@ def restart_postgres(settings: TacitSettings, outage: Callable[[], None]) -> Non
     stack._write_state(settings, state)  # so that the fixture's stack.down stops the new server
 
 
-def test_postgres_outage_mid_stream_loses_nothing(private):
+def test_postgres_outage_mid_stream_loses_nothing(private, monkeypatch):
     settings, endpoints = private
+    metrics_port = stack.free_port()
+    monkeypatch.setenv("TACIT_WORKER_METRICS_PORT", str(metrics_port))
     engine = make_engine(endpoints.database_url)
     count = 200
     events = [e for i in range(count) for e in conversation("outage", i, range(5))]
@@ -228,7 +224,9 @@ def test_postgres_outage_mid_stream_loses_nothing(private):
 
         def while_down() -> None:
             send_events(private, events[len(events) // 2:])
-            time.sleep(5)
+            # a batch failed to be stored, and again after each back-off: the worker is waiting it out
+            wait_until(lambda: metric_samples(metrics_port)["tacit_worker_sink_retries_total"] >= 3,
+                       "the worker retrying while PostgreSQL is down", logs / "outage.log")
             assert proc.poll() is None, "the worker must wait for the database, not exit"
 
         restart_postgres(settings, while_down)

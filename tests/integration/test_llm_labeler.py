@@ -15,7 +15,7 @@ from tacit.core.errors import TacitError
 from tacit.core.settings import TacitSettings
 from tacit.devstack.stack import free_port
 from tacit.labels import get_labeler
-from tests.integration.conftest import LLMServer
+from tests.helpers.llm import LLMServer
 
 pytestmark = pytest.mark.integration
 

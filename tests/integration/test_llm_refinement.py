@@ -19,8 +19,8 @@ from tacit.refine.refusal import RefusalVerdict
 from tacit.refine.refusal_llm import LLMRefusalValidator
 from tacit.rlhi.persona_summary import SUMMARY_CHARS, SUMMARY_LINES, PersonaSummariser
 from tacit.rlhi.personas import build_personas
-from tests.integration.conftest import LLMServer
-from tests.integration.test_rlhi import TENANT, engine  # noqa: F401 (the fixture: the RLHI test store)
+from tests.helpers.llm import LLMServer
+from tests.helpers.rlhi import TENANT
 
 pytestmark = pytest.mark.integration
 
@@ -51,11 +51,11 @@ def test_refusal_validator_gets_a_verdict_from_a_real_model(llm_server: LLMServe
     assert 2 <= len(sent) <= 4  # each refusal asked at most twice (format reminder)
 
 
-def test_llm_personas_keep_the_extractive_profile(engine: Engine, llm_server: LLMServer):  # noqa: F811
+def test_llm_personas_keep_the_extractive_profile(rlhi_engine: Engine, llm_server: LLMServer):
     summariser = PersonaSummariser(config(llm_server))
-    assert build_personas(engine, TENANT, summariser=summariser) == 2
+    assert build_personas(rlhi_engine, TENANT, summariser=summariser) == 2
 
-    with Session(engine) as session:
+    with Session(rlhi_engine) as session:
         rows = {row.user_id: row for row in session.scalars(select(PersonaRow).where(PersonaRow.tenant == TENANT))}
     assert rows["ada"].profile["topics"][0] == "python"  # the extractive profile, whatever the model wrote
     for row in rows.values():

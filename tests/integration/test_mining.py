@@ -20,9 +20,9 @@ from tacit.ingest.events import encode_event
 from tacit.ingest.relabel import Scope, relabel
 from tacit.labels.rules import RulesLabeler
 from tacit.refine.mining import Miner
-from tests.integration.test_ingest_stream import produce, worker
-from tests.integration.test_thin_path import wait_until
-from tests.unit.test_labelers_mining import FRIDGE_ASK, FRIDGE_THANKS, KETO_ASK, KETO_THANKS, REPLY
+from tests.helpers import wait_until
+from tests.helpers.mining import FRIDGE_ASK, FRIDGE_THANKS, KETO_ASK, KETO_THANKS, REPLY
+from tests.helpers.stream import produce, worker
 
 pytestmark = pytest.mark.integration
 

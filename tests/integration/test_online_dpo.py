@@ -23,7 +23,7 @@ from tacit.core.domain import Role
 from tacit.core.endpoints import Endpoints
 from tacit.core.settings import TacitSettings
 from tacit.serving.server import BackgroundServer, start_in_background
-from tests.unit.test_serving_app import TACIT_SPEC, save_tiny_checkpoint
+from tests.helpers.serving import TACIT_SPEC, save_tiny_checkpoint
 
 pytestmark = pytest.mark.integration
 TENANT = "ranking-test"  # private to this module

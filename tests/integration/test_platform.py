@@ -16,7 +16,7 @@ import pytest
 from tacit.core.endpoints import read_state, state_path
 from tacit.core.settings import TacitSettings
 from tacit.devstack import stack
-from tests.integration.test_thin_path import wait_until
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.integration
 

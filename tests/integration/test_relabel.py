@@ -19,7 +19,7 @@ from tacit.ingest.relabel import Scope, relabel
 from tacit.ingest.sink import PostgresSink, SinkBatch
 from tacit.labels.rules import RulesLabeler
 from tacit.refine.refusal_llm import LLMRefusalValidator
-from tests.unit.llm_server import Server, completion, connect
+from tests.helpers.llm import Server, completion, connect
 
 TENANT = "relabel-test"
 BREAD = "Mix flour, water, salt and yeast, knead for ten minutes, let it rise for an hour, then bake it."

@@ -12,7 +12,7 @@ from tacit.core.endpoints import ray_connection
 from tacit.devstack.stack import free_port
 from tacit.model.scoring import RewardScorer
 from tacit.serving import ray_app
-from tests.unit.test_serving_app import SETTINGS, TACIT_SPEC, TEXTS, save_tiny_checkpoint
+from tests.helpers.serving import SETTINGS, TACIT_SPEC, TEXTS, save_tiny_checkpoint
 
 pytestmark = pytest.mark.integration
 

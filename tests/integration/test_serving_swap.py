@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import shutil
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Self
 
 import httpx
 import pytest
@@ -23,7 +23,8 @@ from tacit.core.db import ModelDecision, ModelStatus, ModelVersion, make_engine
 from tacit.core.registry import promote
 from tacit.core.settings import TacitSettings
 from tacit.serving.server import start_in_background
-from tests.unit.test_serving_app import CHAT, TACIT_SPEC, save_tiny_checkpoint
+from tests.helpers import wait_until
+from tests.helpers.serving import CHAT, TACIT_SPEC, save_tiny_checkpoint
 
 pytestmark = pytest.mark.integration
 WAIT_S = 60.0
@@ -80,7 +81,7 @@ class LoadGenerator:
                 except httpx.HTTPError:
                     self.answers.append((0, None))
 
-    def __enter__(self) -> LoadGenerator:
+    def __enter__(self) -> Self:
         for thread in self._threads:
             thread.start()
         return self
@@ -91,13 +92,16 @@ class LoadGenerator:
             thread.join()
 
 
-def wait_for(url: str, condition) -> dict:
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        info = httpx.get(f"{url}/v1/model").json()
-        if condition(info) or time.monotonic() > deadline:
-            return info
-        time.sleep(0.1)
+def wait_for(url: str, condition, what: str) -> dict:
+    """The service's /v1/model once ``condition`` holds for it."""
+    seen: list[dict] = []
+
+    def holds() -> bool:
+        seen.append(httpx.get(f"{url}/v1/model").json())
+        return condition(seen[-1])
+
+    wait_until(holds, what, timeout=WAIT_S, interval=0.1)
+    return seen[-1]
 
 
 def serving_settings(settings: TacitSettings) -> TacitSettings:
@@ -111,7 +115,8 @@ def test_five_promotions_under_load_fail_no_request(settings, registry: Engine, 
     with start_in_background(serving_settings(settings)) as server, LoadGenerator(server.url) as load:
         for version in versions[1:]:
             promote(registry, version, reason="serving test", settings=settings)
-            info = wait_for(server.url, lambda info, v=version: info["model_version"] == v)
+            info = wait_for(server.url, lambda info, v=version: info["model_version"] == v,
+                            f"version {version} served")
             assert info["model_version"] == version
 
     statuses = {status for status, _ in load.answers}
@@ -131,8 +136,10 @@ def test_a_corrupt_promotion_is_rejected_and_the_champion_keeps_serving(
 
     with start_in_background(serving_settings(settings)) as server, LoadGenerator(server.url) as load:
         promote(registry, broken, reason="serving test", settings=settings)
-        info = wait_for(server.url, lambda info: info["last_rejected"] is not None)
-        time.sleep(0.5)  # and requests go on being answered after the rejection
+        info = wait_for(server.url, lambda info: info["last_rejected"] is not None, "the rejection")
+        answered = len(load.answers)  # and requests go on being answered after the rejection
+        wait_until(lambda: len(load.answers) >= answered + 8, "eight more answers after the rejection",
+                   timeout=WAIT_S, interval=0.05)
         exposition = httpx.get(f"{server.url}/metrics").text
 
     assert info["model_version"] == champion

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 
 import httpx
@@ -15,9 +14,10 @@ from sqlalchemy import func, select
 from tacit.core.db import FeedbackRow, MessageRow, ModelStatus, ModelVersion, RejectedEvent, make_engine
 from tacit.core.domain import ChatEvent
 from tacit.core.settings import TacitSettings
-from tacit.devstack.processes import log_tail, tacit_child
+from tacit.devstack.processes import tacit_child
 from tacit.ingest.events import encode_event
 from tacit.ingest.replay import replay
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -73,17 +73,6 @@ async def read_dead_letters(bootstrap: str, topic: str) -> list[tuple[bytes, dic
         return [(r.value, dict(r.headers)) for records in batches.values() for r in records]
     finally:
         await consumer.stop()
-
-
-def wait_until(condition, what: str, *logs: Path, timeout: float = 120.0) -> None:
-    """Poll ``condition``; on timeout, fail with the tails of the logs of the processes involved."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.5)
-    tails = "\n".join(f"--- {log}:\n{log_tail(log)}" for log in logs)
-    pytest.fail(f"timed out waiting for {what}\n{tails}")
 
 
 def count(engine, table, tenants: tuple[str, ...] = ()) -> int:

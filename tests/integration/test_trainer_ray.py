@@ -1,115 +1,31 @@
 """The training job on real Postgres and the embedded Ray: dataset query, Ray task, registry, artifact.
 
-Each test gets its own database in the shared embedded Postgres, so version numbering and champion status
-do not depend on what other integration tests registered.
+Each test gets its own database in the shared embedded Postgres (the fixtures ``isolated`` and ``engine``
+of conftest.py), so version numbering and champion status do not depend on what other integration tests
+registered.
 """
 
 from __future__ import annotations
 
-import gzip
-import itertools
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, make_url, select, text
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from transformers import AutoModelForSequenceClassification
 
-from tacit.core import db
-from tacit.core.db import FeedbackRow, MessageRow, ModelStatus, RunStatus, TrainingRun, make_engine
+from tacit.core.db import ModelStatus, RunStatus, TrainingRun
 from tacit.core.domain import Role
-from tacit.core.endpoints import Endpoints
 from tacit.core.examples import Selection, load_examples
 from tacit.core.registry import champion, decisions, get_version
 from tacit.core.settings import TacitSettings
-from tacit.data import HELDOUT_PAIRS
 from tacit.trainer.job import run_training
 from tacit.trainer.train import TooFewExamples
+from tests.helpers.feedback import CONVERSATIONS, insert_feedback
 
 pytestmark = pytest.mark.integration
-
-CONVERSATIONS = 30
-LEVELS = (1, 2, 4, 5, 3)  # a neutral fifth, which the wildfb scheme drops
-_databases = itertools.count()
-
-
-@pytest.fixture
-def isolated(embedded_stack: Endpoints, settings: TacitSettings, tmp_path: Path) -> TacitSettings:
-    """Settings pointing at a fresh, migrated database and a private models directory."""
-    server = make_url(embedded_stack.database_url)
-    name = f"trainer_test_{next(_databases)}"
-    admin = create_engine(server.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    url = server.set(database=name).render_as_string(hide_password=False)
-    db.upgrade(url)
-    return settings.model_copy(
-        update={"database_url": url, "ray_address": embedded_stack.ray_address,
-                "kafka_bootstrap": embedded_stack.kafka_bootstrap, "data_dir": tmp_path,
-                "eval_benchmarks": (small_benchmark(tmp_path),)}
-    )
-
-
-def small_benchmark(directory: Path, pairs: int = 16) -> Path:
-    """The first pairs of the bundled HH-RLHF benchmark: the real evaluation path, in a second."""
-    path = directory / "hh_small.jsonl"
-    with gzip.open(HELDOUT_PAIRS, "rt") as lines:
-        path.write_text("".join(itertools.islice(lines, pairs)))
-    return path
-
-
-@pytest.fixture
-def engine(isolated: TacitSettings) -> Iterator[Engine]:
-    engine = make_engine(isolated.database_url)
-    yield engine
-    engine.dispose()
-
-
-def message(conversation: str, turn: int, role: Role, content: str, user: str) -> MessageRow:
-    return MessageRow(
-        event_id=f"{conversation}-{turn}", tenant="acme", conversation_id=conversation, turn_index=turn,
-        role=role.value, content=content, user_id=user, metadata_={}, created_at=func.now(),
-    )
-
-
-def rating(conversation: str, user: str, response_turn: int, level: int, *, query_turn: int | None = -1,
-           labeler: str = "rules", stage: str = "refined") -> FeedbackRow:
-    return FeedbackRow(
-        tenant="acme", conversation_id=conversation, user_id=user,
-        query_turn=response_turn - 1 if query_turn == -1 else query_turn, response_turn=response_turn,
-        followup_turn=response_turn + 1, level=level, confidence=0.9, reason="", labeler_id=labeler,
-        labeler_version="1", stage=stage,
-    )
-
-
-def insert_feedback(engine: Engine) -> None:
-    """30 five-turn conversations rated twice each, one rated reply that opened its chat, and ratings by a
-    second labeler and at another stage (training reads the refined stage by default)."""
-    rows: list = []
-    for i in range(CONVERSATIONS):
-        conversation, user = f"conv-{i}", f"user-{i % 12}"
-        rows += [
-            message(conversation, 0, Role.USER, f"How do I sort list number {i} in Python?", user),
-            message(conversation, 1, Role.ASSISTANT, "Use sorted(items), or items.sort() in place.", user),
-            message(conversation, 2, Role.USER, "And in reverse order?", user),
-            message(conversation, 3, Role.ASSISTANT, "Pass reverse=True to either of them.", user),
-            message(conversation, 4, Role.USER, "Thanks, that fixed it!", user),
-            rating(conversation, user, 1, LEVELS[2 * i % 5]),
-            rating(conversation, user, 3, LEVELS[(2 * i + 1) % 5]),
-        ]
-    rows += [
-        message("opener", 0, Role.ASSISTANT, "Hi! I can help with Python questions.", "user-99"),
-        message("opener", 1, Role.USER, "Great, I love that.", "user-99"),
-        rating("opener", "user-99", 0, 4, query_turn=None),
-        rating("conv-0", "user-0", 1, 5, labeler="llm"),
-        rating("conv-0", "user-0", 1, 4, stage="raw"),
-    ]
-    with Session(engine) as session, session.begin():
-        session.add_all(rows)
 
 
 def test_load_examples_rebuilds_each_rated_reply(engine: Engine) -> None:

@@ -14,13 +14,13 @@ from tacit import cli
 from tacit.core.db import ModelStatus, ModelVersion, RunStatus, TrainingRun
 from tacit.core.settings import TacitSettings
 from tacit.trainer.submit import RayJobError, connect, submit_training
-from tests.integration.test_trainer_ray import engine, insert_feedback, isolated  # noqa: F401 - fixtures
+from tests.helpers.feedback import insert_feedback
 
 pytestmark = pytest.mark.integration
 
 
 def test_training_as_a_ray_job_registers_a_version_under_its_job_id(
-    isolated: TacitSettings, engine: Engine, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    isolated: TacitSettings, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     insert_feedback(engine)
     monkeypatch.setattr(cli, "get_settings", lambda: isolated)
@@ -44,7 +44,7 @@ def test_training_as_a_ray_job_registers_a_version_under_its_job_id(
     assert version.artifact_uri == str(isolated.models_dir / f"run-{run.id}")
 
 
-def test_ctrl_c_stops_the_job_and_fails_its_run(isolated: TacitSettings, engine: Engine) -> None:  # noqa: F811
+def test_ctrl_c_stops_the_job_and_fails_its_run(isolated: TacitSettings, engine: Engine) -> None:
     insert_feedback(engine)
 
     def interrupt_once_training(text: str) -> None:

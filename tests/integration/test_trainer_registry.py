@@ -1,8 +1,6 @@
 """Registry, promotion gate and schedule on real Postgres and Tansu: one champion, decisions with reasons,
 NOTIFY and Kafka announcements, rollback, refusal of a worse model, the training lock, a scheduled run."""
 
-# ruff: noqa: F811 - the database fixtures are imported from the training job's tests and then requested
-
 from __future__ import annotations
 
 import asyncio
@@ -35,7 +33,7 @@ from tacit.core.registry import (
 from tacit.core.settings import TacitSettings
 from tacit.trainer.job import run_training
 from tacit.trainer.schedule import Schedule, run_schedule
-from tests.integration.test_trainer_ray import engine, isolated, message, rating  # noqa: F401
+from tests.helpers.feedback import message, rating
 
 pytestmark = pytest.mark.integration
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from tacit.core.domain import FILTERED, REFINED, FeedbackCandidate, Label, Message, Role, SatisfactionLevel
@@ -54,10 +56,18 @@ def test_ordinary_queries_pass(query: str) -> None:
 
 def test_length_filters() -> None:
     assert filter_reason(candidate("hi")) == "query of 1 words (< 5)"
-    assert filter_reason(candidate(None)) == "query of 0 words (< 5)"
+    assert filter_reason(candidate(None)) is None  # a log that starts with the assistant: real feedback
     assert filter_reason(candidate(response="Sure, here it is.")) == "response of 4 words (< 10)"
     assert filter_reason(candidate(history=22)) == "history of 22 messages (> 20)"
     assert filter_reason(candidate(history=20)) is None
+
+
+def test_long_history_counts_turns_beyond_the_window() -> None:
+    """The worker's window holds 8 messages; the query's turn index says how many came before it."""
+    deep = candidate(history=4)
+    beyond = replace(deep, query=replace(deep.query, turn_index=30), response=replace(deep.response, turn_index=31))
+    assert filter_reason(beyond) == "history of 30 messages (> 20)"
+    assert filter_reason(deep) is None
 
 
 def test_refined_and_filtered_rows_keep_the_raw_one() -> None:

@@ -10,7 +10,7 @@ from tacit.core.settings import TacitSettings
 from tacit.labels import llm
 from tacit.labels.llm import JudgeConfig, LLMLabeler
 from tacit.labels.prompt import SYSTEM, parse, render
-from tests.unit.llm_server import Server, completion, connect
+from tests.helpers.llm import Server, completion, connect
 
 
 def candidate(followup: str) -> FeedbackCandidate:

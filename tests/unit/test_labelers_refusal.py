@@ -17,7 +17,7 @@ from tacit.core.settings import TacitSettings
 from tacit.refine.pipeline import get_validator, with_refinements
 from tacit.refine.refusal import HEURISTIC, heuristic_verdict, is_refusal
 from tacit.refine.refusal_llm import SYSTEM, LLMRefusalValidator, parse
-from tests.unit.llm_server import Server, completion, connect
+from tests.helpers.llm import Server, completion, connect
 
 
 def candidate(query: str, response: str, followup: str = "why not??") -> FeedbackCandidate:
@@ -43,6 +43,11 @@ def test_refusal_phrases(response: str) -> None:
     "Sure! Here is a poem about the sea.",
     "I can't stress enough how important it is to rest. " * 8,  # long: an answer, not a refusal
     "You cannot divide by zero, so the expression is undefined.",
+    # apologies that decline nothing: in character, a knowledge gap, a request for details
+    "I'm sorry, but I still don't see him. The corridor is empty and the lamp flickers.",
+    "Sorry, but I'm not familiar with the Zorblax framework. What does it do?",
+    "I'm sorry, but I need more details: which version of Python are you using?",
+    "I can't help with that until I know more. Could you clarify which file you mean?",
 ])
 def test_not_refusals(response: str) -> None:
     assert not is_refusal(response)

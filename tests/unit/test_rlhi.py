@@ -13,7 +13,7 @@ from tacit.rlhi import persona_summary
 from tacit.rlhi.pairs import Rating, reattempt_pairs
 from tacit.rlhi.persona_summary import PersonaSummariser, parse, render
 from tacit.rlhi.personas import UserHistory, extract_personas
-from tests.unit.llm_server import Server, completion, connect
+from tests.helpers.llm import Server, completion, connect
 
 CONVERSATION = [
     Message(Role.USER, "Write a function that reverses a string.", 0),

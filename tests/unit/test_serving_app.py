@@ -8,15 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from transformers import (
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    BertConfig,
-    BertForSequenceClassification,
-)
 
 from tacit.core.domain import MAX_CONTENT_CHARS
-from tacit.core.settings import TacitSettings
 from tacit.model.client import ScoringClient, ScoringError
 from tacit.model.layouts import Layout, render
 from tacit.model.schema import MAX_ITEMS, ChatItem, TextItem, Turn
@@ -24,30 +17,7 @@ from tacit.model.scoring import RewardScorer
 from tacit.serving.app import comparison, create_app
 from tacit.serving.model import ServedModel
 from tacit.serving.server import start_in_background
-
-# Several batches out of a handful of texts; float32 so rewards equal a direct transformers computation.
-SETTINGS = TacitSettings(serve_batch_size=2, precision="float32", require_api_keys=False)  # keys: test_gateway.py
-TACIT_SPEC = {"layout": "compact", "levels": [1, 2, 4, 5], "head": "coral", "max_length": 64}
-CHAT = {
-    "history": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello! How can I help"}],
-    "query": "Write a haiku about rain.",
-    "response": "Soft rain on the roof / the gutters hum a low song / the street shines like glass",
-}
-TEXTS = ["short", "a somewhat longer text to score", "mid length text", "x " * 40, "thanks, that fixed it"]
-
-
-def save_tiny_checkpoint(directory: Path, num_labels: int, spec: dict | None) -> Path:
-    """Large random weights, so that different texts get clearly different rewards."""
-    torch.manual_seed(0)
-    config = BertConfig(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_labels=num_labels,
-        initializer_range=0.5,
-    )
-    if spec is not None:
-        config.tacit = spec
-    BertForSequenceClassification(config).save_pretrained(directory)
-    AutoTokenizer.from_pretrained(SETTINGS.resolved_base_model()).save_pretrained(directory)
-    return directory
+from tests.helpers.serving import CHAT, SETTINGS, TACIT_SPEC, TEXTS, direct_rewards, save_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -75,15 +45,6 @@ def render_chat(layout: Layout) -> str:
     return render([Turn(**turn) for turn in CHAT["history"]], CHAT["query"], CHAT["response"], layout)
 
 
-def direct_rewards(checkpoint: Path, texts: list[str]) -> torch.Tensor:
-    """Plain transformers, one text at a time: no batching, padding or sorting to get wrong."""
-    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    model = AutoModelForSequenceClassification.from_pretrained(checkpoint).eval()
-    with torch.no_grad():
-        logits = torch.cat([model(**tokenizer(text, return_tensors="pt")).logits for text in texts])
-    return 1 + torch.sigmoid(logits).sum(dim=-1)
-
-
 def test_get_reward_matches_plain_transformers(client: TestClient, checkpoint: Path) -> None:
     response = client.post("/get_reward", json={"query": TEXTS})
 
@@ -106,7 +67,7 @@ def test_score_renders_chat_items_with_the_checkpoint_layout(client: TestClient)
 
     assert body["levels"] == [1, 2, 4, 5]
     assert body["model_version"] == 7
-    chat_reward, text_reward, other_reward = body["rewards"]
+    chat_reward, text_reward, _other_reward = body["rewards"]
     assert chat_reward == pytest.approx(text_reward, abs=1e-6)
     assert all(1 <= reward <= 4 for reward in body["rewards"])
     assert all(len(row) == 4 and min(row) >= 0 for row in body["level_probabilities"])
@@ -193,12 +154,11 @@ def test_checkpoint_without_tacit_attribute_serves_as_wildreward(wildreward_chec
 
 def test_background_server_answers_the_client_and_stops(checkpoint: Path) -> None:
     threads_before = set(threading.enumerate())
-    with start_in_background(SETTINGS, checkpoint=checkpoint) as server:
-        with ScoringClient(server.url) as scoring:
-            scored = scoring.score([ChatItem.model_validate(CHAT), TextItem(text="thanks!")])
-            rewards = scoring.get_reward(["thanks!"])
-            with pytest.raises(ScoringError, match="query: List should have at most"):
-                scoring.get_reward(["a"] * (MAX_ITEMS + 1))
+    with start_in_background(SETTINGS, checkpoint=checkpoint) as server, ScoringClient(server.url) as scoring:
+        scored = scoring.score([ChatItem.model_validate(CHAT), TextItem(text="thanks!")])
+        rewards = scoring.get_reward(["thanks!"])
+        with pytest.raises(ScoringError, match="query: List should have at most"):
+            scoring.get_reward(["a"] * (MAX_ITEMS + 1))
 
     assert scored.model_version is None
     assert scored.rewards[1] == pytest.approx(rewards[0], abs=1e-6)

@@ -11,6 +11,7 @@ import pytest
 
 from tacit.model.scoring import Scores
 from tacit.serving.batcher import BatchLimits, MicroBatcher, _Request, take_batch
+from tests.helpers import wait_until_async
 
 
 class FakeScorer:
@@ -18,9 +19,11 @@ class FakeScorer:
 
     def __init__(self, gate: threading.Event | None = None) -> None:
         self.calls: list[list[int]] = []
+        self.entered = 0  # calls begun, the ones held at the gate included
         self.gate = gate
 
     def score_encoded(self, features):
+        self.entered += 1
         if self.gate is not None:
             self.gate.wait(5)
         lengths = [len(item["input_ids"]) for item in features]
@@ -124,9 +127,9 @@ def test_a_small_request_overtakes_a_large_one_queued_before_it() -> None:
             batcher = MicroBatcher(BatchLimits(4, 10_000, 0), executor, lambda *args: None)
             runner = asyncio.create_task(batcher.run())
             large = asyncio.create_task(timed("large", batcher, *[8] * 40))
-            await asyncio.sleep(0.05)  # the first batch of the large request is in the model
+            await wait_until_async(lambda: served.scorer.entered == 1, "the large request's first batch in use")
             small = asyncio.create_task(timed("small", batcher, 1))
-            await asyncio.sleep(0.05)
+            await wait_until_async(lambda: batcher.queued_texts == 36 + 1, "the small request queued")
             gate.set()
             await asyncio.gather(large, small)
             runner.cancel()

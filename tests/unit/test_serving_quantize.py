@@ -10,7 +10,7 @@ import torch
 from tacit.model.scoring import CheckpointError, RewardScorer, canary_rewards
 from tacit.serving.model import ServedModel, load_scorer
 from tacit.serving.swap import CANARY_TOLERANCE, CanaryError, check_canary
-from tests.unit.test_serving_app import SETTINGS, TACIT_SPEC, TEXTS, save_tiny_checkpoint
+from tests.helpers.serving import SETTINGS, TACIT_SPEC, TEXTS, save_tiny_checkpoint
 
 INT8 = SETTINGS.model_copy(update={"serve_quantize": "int8"})
 

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from tacit.core.db import Base, ModelStatus, ModelVersion, make_engine
 from tacit.core.settings import TacitSettings
-from tacit.serving.server import ModelNotFoundError, ServingTarget, resolve_target
+from tacit.serving.loading import ModelNotFoundError, ServingTarget, resolve_target
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from tacit.model.scoring import RewardScorer, canary_rewards
 from tacit.serving.metrics import ServiceMetrics
 from tacit.serving.model import ServedModel
 from tacit.serving.swap import CanaryError, ChampionFollower, ModelSlot, check_canary
-from tests.unit.test_serving_app import SETTINGS, TACIT_SPEC, save_tiny_checkpoint
+from tests.helpers.serving import SETTINGS, TACIT_SPEC, save_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from tacit.model.schema import Turn
 from tacit.model.scoring import RewardScorer
 from tacit.serving.app import create_app
 from tacit.serving.model import ServedModel
-from tests.unit.test_serving_app import CHAT, TEXTS, direct_rewards
+from tests.helpers.serving import CHAT, TEXTS, direct_rewards
 
 SETTINGS = TacitSettings(serve_batch_size=3, precision="float32", max_length=512)
 

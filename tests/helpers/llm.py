@@ -1,8 +1,12 @@
-"""A scripted OpenAI-compatible chat-completions server for httpx.MockTransport, shared by the LLM tests."""
+"""LLM servers for the labeler, validator and summariser tests: a scripted OpenAI-compatible fake for
+httpx.MockTransport (both suites), and the handle of the real local one (the integration ``llm_server``)."""
+
+from __future__ import annotations
 
 import json
 import threading
 import time
+from dataclasses import dataclass
 
 import httpx
 
@@ -11,12 +15,22 @@ from tacit.core.llm import JudgeConfig
 URL = "http://judge.test/v1"
 
 
+@dataclass(frozen=True)
+class LLMServer:
+    url: str  # OpenAI-compatible base URL, ending in /v1
+    model: str  # the name it serves: its folder, the server is pinned to it
+
+
 def completion(content: str, status: int = 200) -> httpx.Response:
     return httpx.Response(status, json={"choices": [{"message": {"role": "assistant", "content": content}}]})
 
 
 class Server:
-    """Answers each request with the next scripted reply (the last one repeats) and records the requests."""
+    """Answers each request with the next scripted reply (the last one repeats) and records the requests.
+
+    ``delay`` is the server's time to answer: a slow server, so that the client's concurrent requests overlap
+    (the tests count the requests in flight, never the time taken).
+    """
 
     def __init__(self, *replies: httpx.Response | Exception, delay: float = 0.0) -> None:
         self.replies = list(replies)
