@@ -12,8 +12,10 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated
 
-from fastapi import Depends, FastAPI, HTTPException, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
 from tacit.core.api_auth import authenticate
@@ -47,6 +49,120 @@ def batch_limits(settings: TacitSettings) -> BatchLimits:
     )
 
 
+@dataclass
+class Service:
+    """What the routes share, kept on ``app.state.service``: the model slot, the metrics, the threads."""
+
+    slot: ModelSlot
+    metrics: ServiceMetrics
+    following_champion: bool
+    batcher: MicroBatcher | None = None
+    tokenizer: ThreadPoolExecutor | None = None
+    tasks: list[asyncio.Task] = field(default_factory=list)
+
+    async def encode(self, encode: Callable[[Sequence], list[Encoded]], inputs: Sequence) -> list[Encoded]:
+        return await asyncio.get_running_loop().run_in_executor(self.tokenizer, encode, inputs)
+
+    async def score_encoded(
+        self, served: ServedModel, encoded: Sequence[Encoded]
+    ) -> tuple[Scores, list[Truncation]]:
+        truncated = [item.truncation for item in encoded if item.truncation is not None]
+        self.metrics.truncated_texts.inc(len(truncated))
+        scores = await self.batcher.score(served, [item.features for item in encoded])
+        return scores, truncated
+
+    async def score_items(self, items: Sequence) -> tuple[ServedModel, Scores, list[Truncation]]:
+        served = self.slot.current  # one model for the whole request, even if a swap happens meanwhile
+        try:
+            encoded = await self.encode(served.encode, items)
+        except ResponseTooLongError as error:
+            raise HTTPException(status_code=422, detail=str(error)) from error
+        return served, *await self.score_encoded(served, encoded)
+
+
+def service(request: Request) -> Service:
+    return request.app.state.service
+
+
+Served = Annotated[Service, Depends(service)]
+
+scoring = APIRouter()
+probes = APIRouter()
+
+
+@scoring.post("/v1/score")
+async def score(request: ScoreRequest, state: Served) -> ScoreResponse:
+    with state.metrics.request_seconds.labels("/v1/score").time():
+        served, scores, truncated = await state.score_items(request.items)
+        return ScoreResponse(
+            rewards=scores.rewards,
+            level_probabilities=scores.level_probabilities,
+            levels=list(served.scorer.spec.levels),
+            model_version=served.version,
+            truncated=truncated,
+        )
+
+
+@scoring.post("/v1/compare")
+async def compare(request: CompareRequest, state: Served) -> CompareResponse:
+    with state.metrics.request_seconds.labels("/v1/compare").time():
+        items = [item for pair in request.pairs for item in (pair.a, pair.b)]
+        served, scores, truncated = await state.score_items(items)
+        rows = scores.level_probabilities
+        comparisons = [
+            comparison(scores.rewards[i], scores.rewards[i + 1], rows[i], rows[i + 1])
+            for i in range(0, len(items), 2)
+        ]
+        return CompareResponse(comparisons=comparisons, model_version=served.version, truncated=truncated)
+
+
+@scoring.post("/get_reward")
+async def get_reward(request: RewardRequest, state: Served) -> JSONResponse:
+    with state.metrics.request_seconds.labels("/get_reward").time():
+        served = state.slot.current
+        encoded = await state.encode(served.encode_texts, request.query)
+        scores, truncated = await state.score_encoded(served, encoded)
+        headers = {TRUNCATED_HEADER: ",".join(str(t.index) for t in truncated)} if truncated else None
+        return JSONResponse(RewardResponse(rewards=scores.rewards).model_dump(), headers=headers)
+
+
+@probes.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """The process answers; says nothing about the model (see /readyz)."""
+    return {"status": "ok"}
+
+
+@probes.get("/readyz")
+async def readyz(state: Served) -> JSONResponse:
+    """Ready while every background task (batcher, follower) runs: a load balancer stops sending
+    requests to a replica whose batcher died, instead of letting them hang."""
+    stopped = [task.get_name() for task in state.tasks if task.done()]
+    if stopped:
+        return JSONResponse({"status": "not ready", "stopped": stopped}, status_code=503)
+    return JSONResponse({"status": "ready", "model_version": state.slot.current.version})
+
+
+@probes.get("/metrics")
+async def prometheus(state: Served) -> Response:
+    state.metrics.queued_texts.set(state.batcher.queued_texts)
+    return Response(state.metrics.exposition(), media_type="text/plain; version=0.0.4")
+
+
+@probes.get("/v1/model")
+async def model_info(state: Served) -> ModelInfo:
+    served = state.slot.current
+    return ModelInfo(
+        model_version=served.version,
+        following_champion=state.following_champion,
+        last_rejected=state.slot.last_rejected,
+        checkpoint=str(served.scorer.checkpoint),
+        layout=served.scorer.spec.layout,
+        levels=list(served.scorer.spec.levels),
+        max_length=served.max_length,
+        device=str(served.scorer.device),
+    )
+
+
 def create_app(
     model: ServedModel,
     settings: TacitSettings,
@@ -55,10 +171,8 @@ def create_app(
 ) -> FastAPI:
     """Serves ``model``; with a ``follower`` factory, also each champion promoted later (hot swap). With
     ``keys``, scoring needs a valid API key; health, readiness and metrics never do (probes carry none)."""
-    keyed = [Depends(authenticate)] if keys is not None else []
-    slot = ModelSlot(model)
-    metrics = ServiceMetrics()
-    metrics.model_version.set(-1 if model.version is None else model.version)
+    state = Service(ModelSlot(model), ServiceMetrics(), following_champion=follower is not None)
+    state.metrics.model_version.set(-1 if model.version is None else model.version)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -66,106 +180,25 @@ def create_app(
         # in shared state, so concurrent encodes could cut a text that was meant to be measured whole.
         with (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="tacit-scorer") as executor,
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="tacit-tokenizer") as app.state.tokenizer,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="tacit-tokenizer") as state.tokenizer,
         ):
-            app.state.batcher = MicroBatcher(batch_limits(settings), executor, metrics.observe_batch)
-            tasks = [asyncio.create_task(app.state.batcher.run(), name="tacit-batcher")]
+            state.batcher = MicroBatcher(batch_limits(settings), executor, state.metrics.observe_batch)
+            state.tasks = [asyncio.create_task(state.batcher.run(), name="tacit-batcher")]
             if follower is not None:
-                tasks.append(asyncio.create_task(follower(slot, metrics).run(), name="tacit-follower"))
-            app.state.tasks = tasks
+                state.tasks.append(asyncio.create_task(follower(state.slot, state.metrics).run(),
+                                                       name="tacit-follower"))
             try:
                 yield
             finally:
-                for task in tasks:
+                for task in state.tasks:
                     task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await asyncio.gather(*state.tasks, return_exceptions=True)
 
     app = FastAPI(title="Tacit scoring service", lifespan=lifespan)
+    app.state.service = state
     app.state.api_keys = keys
-
-    async def in_tokenizer_thread(encode: Callable[[Sequence], list[Encoded]], inputs: Sequence) -> list[Encoded]:
-        return await asyncio.get_running_loop().run_in_executor(app.state.tokenizer, encode, inputs)
-
-    async def score_encoded(served: ServedModel, encoded: Sequence[Encoded]) -> tuple[Scores, list[Truncation]]:
-        truncated = [item.truncation for item in encoded if item.truncation is not None]
-        metrics.truncated_texts.inc(len(truncated))
-        scores = await app.state.batcher.score(served, [item.features for item in encoded])
-        return scores, truncated
-
-    async def score_items(items: Sequence) -> tuple[ServedModel, Scores, list[Truncation]]:
-        served = slot.current  # one model for the whole request, even if a swap happens meanwhile
-        try:
-            encoded = await in_tokenizer_thread(served.encode, items)
-        except ResponseTooLongError as error:
-            raise HTTPException(status_code=422, detail=str(error)) from error
-        return served, *await score_encoded(served, encoded)
-
-    @app.post("/v1/score", dependencies=keyed)
-    async def score(request: ScoreRequest) -> ScoreResponse:
-        with metrics.request_seconds.labels("/v1/score").time():
-            served, scores, truncated = await score_items(request.items)
-            return ScoreResponse(
-                rewards=scores.rewards,
-                level_probabilities=scores.level_probabilities,
-                levels=list(served.scorer.spec.levels),
-                model_version=served.version,
-                truncated=truncated,
-            )
-
-    @app.post("/v1/compare", dependencies=keyed)
-    async def compare(request: CompareRequest) -> CompareResponse:
-        with metrics.request_seconds.labels("/v1/compare").time():
-            items = [item for pair in request.pairs for item in (pair.a, pair.b)]
-            served, scores, truncated = await score_items(items)
-            rows = scores.level_probabilities
-            comparisons = [
-                comparison(scores.rewards[i], scores.rewards[i + 1], rows[i], rows[i + 1])
-                for i in range(0, len(items), 2)
-            ]
-            return CompareResponse(comparisons=comparisons, model_version=served.version, truncated=truncated)
-
-    @app.post("/get_reward", dependencies=keyed)
-    async def get_reward(request: RewardRequest) -> JSONResponse:
-        with metrics.request_seconds.labels("/get_reward").time():
-            served = slot.current
-            encoded = await in_tokenizer_thread(served.encode_texts, request.query)
-            scores, truncated = await score_encoded(served, encoded)
-            headers = {TRUNCATED_HEADER: ",".join(str(t.index) for t in truncated)} if truncated else None
-            return JSONResponse(RewardResponse(rewards=scores.rewards).model_dump(), headers=headers)
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        """The process answers; says nothing about the model (see /readyz)."""
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    async def readyz() -> JSONResponse:
-        """Ready while every background task (batcher, follower) runs: a load balancer stops sending
-        requests to a replica whose batcher died, instead of letting them hang."""
-        stopped = [task.get_name() for task in app.state.tasks if task.done()]
-        if stopped:
-            return JSONResponse({"status": "not ready", "stopped": stopped}, status_code=503)
-        return JSONResponse({"status": "ready", "model_version": slot.current.version})
-
-    @app.get("/metrics")
-    async def prometheus() -> Response:
-        metrics.queued_texts.set(app.state.batcher.queued_texts)
-        return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
-
-    @app.get("/v1/model")
-    async def model_info() -> ModelInfo:
-        served = slot.current
-        return ModelInfo(
-            model_version=served.version,
-            following_champion=follower is not None,
-            last_rejected=slot.last_rejected,
-            checkpoint=str(served.scorer.checkpoint),
-            layout=served.scorer.spec.layout,
-            levels=list(served.scorer.spec.levels),
-            max_length=served.max_length,
-            device=str(served.scorer.device),
-        )
-
+    app.include_router(scoring, dependencies=[Depends(authenticate)] if keys is not None else [])
+    app.include_router(probes)
     return app
 
 
