@@ -60,7 +60,8 @@ class TacitSettings(BaseSettings):
     default_tenant: str = Field("default", description="Tenant of replayed logs when none is given.")
 
     # --- stream processing ---
-    labeler: str = Field("rules", description="Which labeler rates follow-ups in the worker.")
+    labeler: str = Field("rules", description="Which labeler rates follow-ups in the worker: rules, embedding, "
+                         "calibrated, llm or cascade.")
     conversation_window: int = Field(8, ge=2, description="Recent messages kept per conversation.")
     sink_batch_size: int = Field(500, ge=1, le=5000, description="Events per labeling/database batch.")
     sink_batch_seconds: float = Field(0.5, gt=0, description="Longest wait before a partial batch flushes.")
@@ -137,6 +138,9 @@ class TacitSettings(BaseSettings):
         None, description="Sentence-embedding checkpoint of the embedding labeler; unset: the bundled MiniLM.")
     embedding_head: Path | None = Field(
         None, description="Classifier of the embedding labeler (`tacit labelers fit`); unset: the shipped one.")
+    calibrated_head: Path | None = Field(
+        None, description="Classifier, calibration map and thresholds of the calibrated labeler "
+        "(`tacit labelers fit --labeler calibrated`); unset: the shipped one, fitted on EURTAD and DBDC3.")
     llm_url: str | None = Field(None, description="OpenAI-compatible base URL of the LLM judge, e.g. http://host:8000/v1.")
     llm_model: str | None = Field(None, description="Model name the LLM judge's server expects.")
     llm_api_key: SecretStr | None = Field(None, description="Bearer token of the LLM judge's server, if it wants one.")

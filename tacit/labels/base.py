@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+import numpy as np
+
 from tacit.core.domain import FeedbackCandidate, Label
 
 
@@ -21,3 +23,13 @@ class Labeler(Protocol):
     version: str
 
     def label(self, candidates: Sequence[FeedbackCandidate]) -> list[Label]: ...
+
+
+class ProbabilisticLabeler(Labeler, Protocol):
+    """A labeler that also gives each candidate's probability of every level (columns: levels 1-5).
+
+    The labels are decided from those probabilities, so both come from one pass over the batch; the
+    evaluation ranks and calibrates by them (`tacit labelers eval`). The database stores the label only.
+    """
+
+    def label_with_probabilities(self, candidates: Sequence[FeedbackCandidate]) -> tuple[list[Label], np.ndarray]: ...

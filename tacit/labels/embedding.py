@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -88,11 +89,16 @@ class EmbeddingLabeler:
         return cls(load_encoder(settings), EmbeddingHead.load(settings.embedding_head or SHIPPED_HEAD))
 
     def label(self, candidates: Sequence[FeedbackCandidate]) -> list[Label]:
+        return self.label_with_probabilities(candidates)[0]
+
+    def label_with_probabilities(self, candidates: Sequence[FeedbackCandidate]) -> tuple[list[Label], np.ndarray]:
+        """The argmax labels and the classifier's ``(n, 5)`` probabilities (uncalibrated)."""
         if not candidates:
-            return []
+            return [], np.zeros((0, len(LEVELS)))
         probabilities = self.head.probabilities(candidate_features(self.encoder, candidates))
         confidence, index = probabilities.max(dim=-1)
-        return [self._label(LEVELS[i], p) for i, p in zip(index.tolist(), confidence.tolist(), strict=True)]
+        labels = [self._label(LEVELS[i], p) for i, p in zip(index.tolist(), confidence.tolist(), strict=True)]
+        return labels, probabilities.numpy()
 
     def _label(self, level: SatisfactionLevel, probability: float) -> Label:
         return Label(level=level, confidence=probability, reason=f"embedding: p({int(level)})={probability:.2f}",

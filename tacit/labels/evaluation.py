@@ -1,10 +1,17 @@
-"""How well a labeler agrees with human labels: per-level precision and recall, confusion, ROC-AUC, speed.
+"""How well a labeler agrees with human labels: per-level precision and recall, confusion, ROC-AUC, ECE, speed.
 
 The AUC asks WildReward's question of a pointwise score: does it rank positive items above negative ones?
 A labeler gives a level and a confidence, so its score is ``3 + (level - 3) * confidence``: a confident 5
 ranks above an unsure 4, an unsure 2 above a confident 1, and every neutral sits at 3. Positive means
 levels 4-5 and negative 1-2, neutral items left out; for data without positive items (EURTAD, DBDC3) it is
 negative against all the rest, so the AUC says how well the score finds the negative items.
+
+Two fixed tasks are reported for every data set as well: dissatisfied (levels 1-2) against the rest, and
+dissatisfied against positive (4-5). A labeler with per-level probabilities (``label_with_probabilities``,
+the calibrated and embedding labelers) is ranked by P(level <= 2); the others by ``-score``. Calibration:
+``ECE (P<=2)`` bins P(level <= 2) against whether the human said 1-2 (probabilistic labelers only);
+``ECE (label)`` bins each label's confidence against whether its level is the human's, which is what a
+stored label's confidence claims. Both use ten equal-width bins, like the trainer's ECE.
 """
 
 from __future__ import annotations
@@ -15,19 +22,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support, roc_auc_score
 
 from tacit.core.domain import Label, SatisfactionLevel
 from tacit.core.errors import TacitError
 from tacit.labels.base import Labeler
 from tacit.labels.datasets import LabeledCandidate, read_labeled
-from tacit.labels.human_data import read_dbdc3, read_eurtad
+from tacit.labels.human_data import read_dbdc3, read_eurtad, read_feedbackqa
 
 LEVELS = [int(level) for level in SatisfactionLevel]
 BATCH = 500
 SAMPLE_SEED = 0
+ECE_BINS = 10
 READERS: dict[str, Callable[[Path], list[LabeledCandidate]]] = {
-    "labeled": read_labeled, "eurtad": read_eurtad, "dbdc3": read_dbdc3,
+    "labeled": read_labeled, "eurtad": read_eurtad, "dbdc3": read_dbdc3, "feedbackqa": read_feedbackqa,
 }
 
 
@@ -47,6 +56,11 @@ class EvalReport:
     auc: float | None  # None when one side of the comparison is empty
     auc_task: str
     items_per_s: float
+    dissatisfied: LevelScores  # levels 1-2 taken together: stored <= 2 against human <= 2
+    auc_dissatisfied: float | None  # levels 1-2 against 3-5
+    auc_dissatisfied_vs_positive: float | None  # levels 1-2 against 4-5, neutral left out
+    ece_dissatisfied: float | None  # of P(level <= 2); None for labelers without probabilities
+    ece_label: float  # of each label's confidence in its level
 
 
 def read_items(path: Path, format_name: str, limit: int | None = None) -> list[LabeledCandidate]:
@@ -71,21 +85,76 @@ def score(label: Label) -> float:
     return 3 + (int(label.level) - 3) * label.confidence
 
 
-def evaluate(labeler: Labeler, items: Sequence[LabeledCandidate]) -> EvalReport:
+def label_all(labeler: Labeler, items: Sequence[LabeledCandidate]) -> tuple[list[Label], np.ndarray | None, float]:
+    """The labeler's labels of ``items`` in worker-sized batches, its probabilities if it has them, items/s."""
     started = time.perf_counter()
     candidates = [item.candidate for item in items]
-    labels = [label for start in range(0, len(candidates), BATCH)
-              for label in labeler.label(candidates[start:start + BATCH])]
+    labels: list[Label] = []
+    chunks = []
+    with_probabilities = getattr(labeler, "label_with_probabilities", None)
+    for start in range(0, len(candidates), BATCH):
+        batch = candidates[start:start + BATCH]
+        if with_probabilities is None:
+            labels += labeler.label(batch)
+        else:
+            batch_labels, probabilities = with_probabilities(batch)
+            labels += batch_labels
+            chunks.append(probabilities)
     seconds = time.perf_counter() - started
-    truth = [int(item.level) for item in items]
+    return labels, (np.concatenate(chunks) if chunks else None), len(items) / max(seconds, 1e-9)
+
+
+def evaluate(labeler: Labeler, items: Sequence[LabeledCandidate]) -> EvalReport:
+    labels, probabilities, rate = label_all(labeler, items)
+    return measure([int(item.level) for item in items], labels, probabilities, rate)
+
+
+def measure(truth: Sequence[int], labels: Sequence[Label], probabilities: np.ndarray | None = None,
+            items_per_s: float = float("nan")) -> EvalReport:
+    """The report of ``labels`` (and the ``(n, 5)`` probabilities behind them, if any) against ``truth``."""
+    truth = [int(level) for level in truth]
     predicted = [int(label.level) for label in labels]
     precision, recall, _, support = precision_recall_fscore_support(truth, predicted, labels=LEVELS,
                                                                     zero_division=0)
     per_level = {level: LevelScores(float(p), float(r), int(s), predicted.count(level))
                  for level, p, r, s in zip(LEVELS, precision, recall, support, strict=True)}
     auc, task = _auc(truth, [score(label) for label in labels])
-    return EvalReport(len(items), per_level, confusion_matrix(truth, predicted, labels=LEVELS).tolist(), auc, task,
-                      len(items) / seconds)
+    human_low = np.array(truth) <= 2
+    stored_low = np.array(predicted) <= 2
+    low_p, low_r, _, _ = precision_recall_fscore_support(human_low, stored_low, average="binary", zero_division=0)
+    dissatisfied = LevelScores(float(low_p), float(low_r), int(human_low.sum()), int(stored_low.sum()))
+    if probabilities is None:
+        risk, ece_low = -np.array([score(label) for label in labels]), None
+    else:
+        risk = probabilities[:, :2].sum(axis=1)
+        ece_low = expected_calibration_error(risk, human_low)
+    correct = np.array(truth) == np.array(predicted)
+    return EvalReport(
+        len(truth), per_level, confusion_matrix(truth, predicted, labels=LEVELS).tolist(), auc, task, items_per_s,
+        dissatisfied=dissatisfied,
+        auc_dissatisfied=_binary_auc(human_low, risk),
+        auc_dissatisfied_vs_positive=_binary_auc(human_low[np.array(truth) != 3], risk[np.array(truth) != 3]),
+        ece_dissatisfied=ece_low,
+        ece_label=expected_calibration_error(np.array([label.confidence for label in labels]), correct),
+    )
+
+
+def expected_calibration_error(probability: np.ndarray, outcome: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Item-weighted mean gap between a bin's mean probability and its share of true outcomes."""
+    probability = np.asarray(probability, dtype=float)
+    outcome = np.asarray(outcome, dtype=float)
+    if not len(probability):
+        return float("nan")
+    index = np.minimum((probability * bins).astype(int), bins - 1)
+    gaps = [abs(probability[index == b].mean() - outcome[index == b].mean()) * (index == b).sum()
+            for b in np.unique(index)]
+    return float(sum(gaps) / len(probability))
+
+
+def _binary_auc(truth: np.ndarray, scores: np.ndarray) -> float | None:
+    if len(set(truth.tolist())) < 2:
+        return None
+    return float(roc_auc_score(truth, scores))
 
 
 def _auc(truth: list[int], scores: list[float]) -> tuple[float | None, str]:
@@ -111,4 +180,14 @@ def format_report(report: EvalReport) -> str:
     lines += [f"{level:>5}  " + " ".join(f"{n:6d}" for n in row) for level, row in zip(LEVELS, report.confusion)]
     auc = "n/a (one side is empty)" if report.auc is None else f"{report.auc:.3f}"
     lines.append(f"ROC-AUC, {report.auc_task}: {auc}")
+    low = report.dissatisfied
+    lines.append(f"dissatisfied (1-2): precision {low.precision:.3f}, recall {low.recall:.3f}, "
+                 f"human {low.support}, labeler {low.predicted}")
+    lines.append(f"ROC-AUC, dissatisfied (1-2) vs rest: {_figure(report.auc_dissatisfied)}; "
+                 f"vs positive (4-5): {_figure(report.auc_dissatisfied_vs_positive)}")
+    lines.append(f"ECE, P(<=2): {_figure(report.ece_dissatisfied)}; label confidence: {_figure(report.ece_label)}")
     return "\n".join(lines)
+
+
+def _figure(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

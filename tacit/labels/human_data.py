@@ -1,7 +1,8 @@
-"""Human-annotated follow-ups to evaluate labelers on: EURTAD and DBDC3, mapped to the five levels.
+"""Human-annotated follow-ups to fit and evaluate labelers on: EURTAD, DBDC3 and FeedbackQA, mapped to levels.
 
-Neither data set rates satisfaction directly, so each is mapped to what it does say, and only to negative
-(level 2, error correction) or neutral (3); neither has positive items.
+None of them rates satisfaction with a chat reply in WildReward's five categories, so each is mapped to
+what it does say. EURTAD and DBDC3 give only negative (level 2, error correction) or neutral (3) items;
+FeedbackQA gives 1, 2, 3 and 5 but is written feedback, not a conversational follow-up.
 
 - **EURTAD** (Petrak et al., 2023; ``eurtad/derived/eurtad_feedback_events.jsonl``): three annotators give
   the user's reaction to the system turn: UR1 ignore and continue, UR2 repeat or rephrase, UR3 make aware
@@ -11,6 +12,15 @@ Neither data set rates satisfaction directly, so each is mapped to what it does 
   system turn O (no breakdown), T (possible breakdown) or X (breakdown). The majority X is level 2; O and T
   are 3. These votes rate the system turn, not the user's reaction: a labeler that reads the follow-up can
   only find the breakdowns the user remarks on, so expect low recall of level 2 here.
+- **FeedbackQA** (Li et al., 2022; ``feedbackqa/<domain>_feedback_<split>.json``): crowd raters read a
+  COVID-19 question and the passage a QA system answered with, then rate it (Excellent, Acceptable, Could be
+  Improved, Bad) and say why in a sentence. Each (rating, feedback) pair is one item: the passage is the
+  reply, the feedback the follow-up. Bad is level 1 (rejection: "this does not answer the question"),
+  Could be Improved 2 (names what is missing or wrong), Acceptable 3 (mixed or descriptive: "gives a
+  rundown of X but not Y"; no explicit attitude either way), Excellent 5 ("answers the question
+  directly": solved). Nothing maps to 4: a rating never extends the conversation. About half the items
+  are 1-2, far more than in real chat logs (WildReward: about 17%). The repository has no licence: fit
+  and evaluate with it, never copy its text into the project or ship a classifier fitted on it.
 
 The readers give :class:`tacit.labels.datasets.LabeledCandidate`, like the generic ``labeled`` JSONL.
 """
@@ -27,6 +37,11 @@ from tacit.labels.datasets import LabeledCandidate
 
 EURTAD_ERROR_REACTIONS = frozenset({"UR2", "UR3", "UR4", "UR5"})
 EURTAD_MAJORITY = 2  # of three annotators
+FEEDBACKQA_LEVELS = {
+    "Bad": SatisfactionLevel.REJECTION, "Could be Improved": SatisfactionLevel.ERROR_CORRECTION,
+    "Acceptable": SatisfactionLevel.NEUTRAL, "Excellent": SatisfactionLevel.SATISFACTION,
+}
+FEEDBACKQA_GLOB = "*_feedback_*.json"
 
 
 def _lines(path: Path) -> Iterator[dict]:
@@ -79,4 +94,18 @@ def read_dbdc3(path: Path) -> list[LabeledCandidate]:
         level = SatisfactionLevel.ERROR_CORRECTION if majority == "X" else SatisfactionLevel.NEUTRAL
         items.append(LabeledCandidate(_candidate(turns, query, record["system_utterance"],
                                                  record["user_followup"]), level))
+    return items
+
+
+def read_feedbackqa(path: Path) -> list[LabeledCandidate]:
+    """One item per rater of each answer; ``path`` is one ``<domain>_feedback_<split>.json`` or their folder."""
+    files = sorted(path.glob(FEEDBACKQA_GLOB)) if path.is_dir() else [path]
+    items = []
+    for file in files:
+        for record in json.loads(file.read_text(encoding="utf-8")):
+            response = record["passage"]["reference"]["section_content"]
+            for rating, feedback in zip(record["rating"], record["feedback"], strict=True):
+                if rating in FEEDBACKQA_LEVELS and feedback.strip() and response.strip():
+                    items.append(LabeledCandidate(_candidate([], record["question"], response, feedback),
+                                                  FEEDBACKQA_LEVELS[rating]))
     return items

@@ -21,6 +21,12 @@ def _embedding(settings: TacitSettings) -> Labeler:
     return EmbeddingLabeler.from_settings(settings)
 
 
+def _calibrated(settings: TacitSettings) -> Labeler:
+    from tacit.labels.calibrated import CalibratedLabeler
+
+    return CalibratedLabeler.from_settings(settings)
+
+
 def _llm(settings: TacitSettings) -> Labeler:
     from tacit.labels.llm import LLMLabeler
 
@@ -37,7 +43,7 @@ def _cascade(settings: TacitSettings) -> Labeler:
 
 # Factories import their module on call: a worker that runs the rules never pays for a model's imports.
 _REGISTRY: dict[str, Callable[[TacitSettings], Labeler]] = {
-    "rules": _rules, "embedding": _embedding, "llm": _llm, "cascade": _cascade,
+    "rules": _rules, "embedding": _embedding, "llm": _llm, "cascade": _cascade, "calibrated": _calibrated,
 }
 
 

@@ -126,10 +126,10 @@ _POSITIVE = _phrases(
         # praise: an interjection at the start, not "great britain" or "a perfect cake"
         rf"^\W*(?:(?:oh|ok|okay|wow),? )?(?:{_PRAISE})(?=\s*(?:[!.,;:]|$|and\b|thanks?\b))",
         rf"{_THAT} {_INTENS}(?:{_PRAISE}|helpful|useful|exactly right|spot on){_NOT_ABOUT_WORLD}",
-        rf"(?:{_THAT} |what |such |^\W*)(?:an? |some )?{_INTENS}(?:{_PRAISE}|good|solid|helpful|useful) "
-        rf"{_PRAISED}",
-        rf"(?:that|this|it|those|these|they) (?:sounds?|seems?|looks?) (?:like )?(?:an? |some )?{_INTENS}"
-        r"(?:great|good|helpful|useful|perfect|delicious|fun|wonderful|awesome|nice|reasonable)",
+        (rf"(?:{_THAT} |what |such |^\W*)(?:an? |some )?{_INTENS}(?:{_PRAISE}|good|solid|helpful|useful) "
+        rf"{_PRAISED}"),
+        (rf"(?:that|this|it|those|these|they) (?:sounds?|seems?|looks?) (?:like )?(?:an? |some )?{_INTENS}"
+        r"(?:great|good|helpful|useful|perfect|delicious|fun|wonderful|awesome|nice|reasonable)"),
         r"^\W*(?:ok|okay)?,? ?sounds (?:good|great)",
         rf"i {_INTENS}(?:like|love) (?:it|that|this|those|these){_CLAUSE_END}",
         rf"i {_INTENS}(?:like|love) (?:that|this|the|your|those|these) {_PRAISED}",
@@ -167,13 +167,13 @@ FAMILIES: tuple[RuleFamily, ...] = (
         "rejection", SatisfactionLevel.REJECTION, 0.85,
         _phrases(
             words=(
-                rf"{_REPLY} {_INTENS}(?:useless|unhelpful|garbage|rubbish|nonsense|bullshit|crap|"
+                (rf"{_REPLY} {_INTENS}(?:useless|unhelpful|garbage|rubbish|nonsense|bullshit|crap|"
                 r"pointless|worthless|not an answer|an? (?:terrible|useless|stupid|bad|awful) "
-                r"(?:answer|response|reply))",
-                rf"{_YOU} {_INTENS}(?:useless|unhelpful|stupid|dumb|terrible|awful|horrible|worthless|"
-                r"pathetic|nuts|crazy|annoying|an idiot|a moron|no help|not helping|the worst)",
-                r"(?:not|never|isn'?t|wasn'?t|aren'?t|weren'?t) (?:being )?"
-                r"(?:very |really |at all |that |even |so )?(?:helpful|useful)",
+                r"(?:answer|response|reply))"),
+                (rf"{_YOU} {_INTENS}(?:useless|unhelpful|stupid|dumb|terrible|awful|horrible|worthless|"
+                r"pathetic|nuts|crazy|annoying|an idiot|a moron|no help|not helping|the worst)"),
+                (r"(?:not|never|isn'?t|wasn'?t|aren'?t|weren'?t) (?:being )?"
+                r"(?:very |really |at all |that |even |so )?(?:helpful|useful)"),
                 r"(?:doesn'?t|does not|didn'?t|did not) (?:really |even )?help",
                 r"(?:what|this is|that'?s|you'?re) an? waste of (?:my )?time", r"you suck", r"shut up",
                 r"^\W*(?:fuck|screw) (?:you|off|this|that)", r"thanks for nothing", r"i give up",
@@ -203,11 +203,11 @@ FAMILIES: tuple[RuleFamily, ...] = (
         "correction", SatisfactionLevel.ERROR_CORRECTION, 0.8,
         _phrases(
             words=(
-                rf"(?:{_REPLY}|{_YOU}) {_INTENS}(?:wrong|incorrect|mistaken|inaccurate|false|"
-                rf"not (?:right|correct|true|accurate|it)){_NOT_ABOUT_WORLD}",
+                (rf"(?:{_REPLY}|{_YOU}) {_INTENS}(?:wrong|incorrect|mistaken|inaccurate|false|"
+                rf"not (?:right|correct|true|accurate|it)){_NOT_ABOUT_WORLD}"),
                 r"^\W*(?:no,? )?it'?s (?:wrong|incorrect)",
-                r"(?:not|isn'?t|wasn'?t) (?:entirely |quite |completely |totally |all |100% )?"
-                r"(?:correct|accurate)",
+                (r"(?:not|isn'?t|wasn'?t) (?:entirely |quite |completely |totally |all |100% )?"
+                r"(?:correct|accurate)"),
                 r"not what i (?:asked|meant|wanted|said|was (?:asking|looking) for)",
                 r"i (?:didn'?t|did not) ask (?:you )?(?:for|to|about)",
                 r"i'?m (?:actually )?not (?:referring|talking|asking) (?:to|about)",
@@ -216,12 +216,12 @@ FAMILIES: tuple[RuleFamily, ...] = (
                 r"you (?:forgot|missed|left out|ignored|misunderstood|misunderstand|misread|skipped)",
                 r"you (?:got|have|had) (?:[\w']+ ){0,4}wrong", r"you made (?:that|it|this|those) up",
                 rf"{_YOU} missing",
-                r"you (?:didn'?t|did not|haven'?t|have not) (?:answer|address|include|mention|consider|read|"
-                r"understand|list|explain)",
+                (r"you (?:didn'?t|did not|haven'?t|have not) (?:answer|address|include|mention|consider|read|"
+                r"understand|list|explain)"),
                 r"(?:there'?s|there is|you have|you made|that'?s) an? (?:[\w']+ )?(?:typo|mistake|error|bug)",
                 rf"{_THAT} {_INTENS}too (?:long|short|vague|generic|complicated|verbose)",
-                r"(?:it|this|that)(?: still)? (?:didn'?t|did not|doesn'?t|does not|hasn'?t|has not) "
-                r"(?:solve|fix)",
+                (r"(?:it|this|that)(?: still)? (?:didn'?t|did not|doesn'?t|does not|hasn'?t|has not) "
+                r"(?:solve|fix)"),
             ),
             cjk=(r"不对(?!称|劲)", r"错了", r"有错", r"(?:写|搞|弄|算|说|读|看|理解|翻译)错", r"不正确", r"不准确",
                  r"不是我(?:要|想要|问|说)的", r"我(?:问|说|要)的是", r"我的意思是", r"你(?:漏|忘记?|遗漏)了",
@@ -233,14 +233,14 @@ FAMILIES: tuple[RuleFamily, ...] = (
         _phrases(
             words=(
                 # "if that doesn't work, ..." plans ahead; it reports nothing
-                rf"(?<!if )(?:{_ARTIFACT})(?:'?s| is| was)? (?:still )?(?:{_FAILS}) (?:even )?"
-                r"(?:work|working|compile|run|running)",
+                (rf"(?<!if )(?:{_ARTIFACT})(?:'?s| is| was)? (?:still )?(?:{_FAILS}) (?:even )?"
+                r"(?:work|working|compile|run|running)"),
                 r"^\W*(?:still )?(?:doesn'?t|does not|didn'?t|not) (?:work|working)",
                 r"(?:that|this|the code|your code|the script)(?:'?s| is| was)? (?:still )?broken",
-                r"(?:get|gets|got|getting|throws?|threw|raises?|gives?|gave|giving|shows?|returns?) (?:me )?"
-                r"(?:an?|the|this|that|some|same) (?:error|exception|traceback)",
-                r"(?:type|name|value|key|index|attribute|syntax|import|runtime|zerodivision|indentation|"
-                r"modulenotfound|filenotfound|assertion|recursion|reference|range)error",
+                (r"(?:get|gets|got|getting|throws?|threw|raises?|gives?|gave|giving|shows?|returns?) (?:me )?"
+                r"(?:an?|the|this|that|some|same) (?:error|exception|traceback)"),
+                (r"(?:type|name|value|key|index|attribute|syntax|import|runtime|zerodivision|indentation|"
+                r"modulenotfound|filenotfound|assertion|recursion|reference|range)error"),
                 r"\w+exception", r"traceback", r"syntax error", r"error:",
             ),
             cjk=(r"报错", r"出错", r"错误", r"运行不了", r"跑不(?:通|起来)", r"不能运行", r"用不了", r"不管用",
@@ -252,8 +252,8 @@ FAMILIES: tuple[RuleFamily, ...] = (
         _phrases(
             words=(
                 r"are you sure", r"makes no sense", r"that can'?t be right",
-                r"(?:^\W*|that |this )(?:doesn'?t?|does not|didn'?t|did not) (?:even )?make "
-                r"(?:any |much )?sense",
+                (r"(?:^\W*|that |this )(?:doesn'?t?|does not|didn'?t|did not) (?:even )?make "
+                r"(?:any |much )?sense"),
                 rf"{_YOU} not making (?:any )?sense", r"what are you talking about",
                 rf"(?:{_REPLY}|{_YOU}) {_INTENS}confusing",
             ),

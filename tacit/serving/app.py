@@ -80,7 +80,8 @@ class Service:
         return served, *await self.score_encoded(served, encoded)
 
 
-def service(request: Request) -> Service:
+async def service(request: Request) -> Service:
+    """Async, so FastAPI calls it on the event loop rather than on a worker thread of its own."""
     return request.app.state.service
 
 
