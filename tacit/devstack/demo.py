@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from tqdm import tqdm
 
 from tacit.core.db import FeedbackRow, MessageRow, ModelVersion, RejectedEvent, make_engine
@@ -27,6 +27,9 @@ from tacit.devstack import stack
 from tacit.devstack.processes import log_tail, tacit_child
 
 WORKER_STALL_S = 120.0
+# Share of each level among real WildChat follow-ups as WildReward's labeler rated them (per cent).
+WILDREWARD_SHARES = {1: 3, 2: 14, 3: 76, 4: 6, 5: 1}
+DISSATISFIED_EXAMPLES = 3
 
 
 class DemoError(TacitError):
@@ -42,6 +45,7 @@ class Summary:
     followups: int = 0
     dead_letters: int = 0
     levels: dict[int, int] = field(default_factory=dict)
+    dissatisfied: list[str] = field(default_factory=list)  # a few stored level-1/2 follow-ups, to read
     model_version: int = 0
     model_metrics: dict = field(default_factory=dict)
     artifact: str = ""
@@ -102,6 +106,7 @@ def _pipeline(settings: TacitSettings, console: Console, summary: Summary, limit
             summary.dead_letters = conn.scalar(select(func.count()).select_from(RejectedEvent))
             rows = conn.execute(select(FeedbackRow.level, func.count()).where(raw).group_by(FeedbackRow.level))
             summary.levels = dict(sorted((int(level), count) for level, count in rows))
+            summary.dissatisfied = _dissatisfied_followups(conn)
         # The replayed conversations are complete: their waiting neutral items need not sit out the idle timer.
         finalised = PendingStore(engine).finalise_idle(0)
         with engine.connect() as conn:
@@ -134,6 +139,17 @@ def _pipeline(settings: TacitSettings, console: Console, summary: Summary, limit
     engine.dispose()
 
 
+def _dissatisfied_followups(conn) -> list[str]:
+    """The follow-ups of the first stored level-1/2 labels: the signal a product team most wants to see."""
+    followup = and_(MessageRow.tenant == FeedbackRow.tenant,
+                    MessageRow.conversation_id == FeedbackRow.conversation_id,
+                    MessageRow.turn_index == FeedbackRow.followup_turn)
+    rows = conn.execute(select(FeedbackRow.level, MessageRow.content).join(MessageRow, followup)
+                        .where(FeedbackRow.stage == "raw", FeedbackRow.level <= 2)
+                        .order_by(FeedbackRow.id).limit(DISSATISFIED_EXAMPLES))
+    return [f"level {level}: {' '.join(content.split())[:160]}" for level, content in rows]
+
+
 def _wait_for_messages(engine, expected: int, log: Path) -> None:
     """Until every replayed event is stored; fails when the worker stops making progress."""
     stored, last_progress = 0, time.monotonic()
@@ -160,7 +176,8 @@ def _print_summary(settings: TacitSettings, console: Console, summary: Summary) 
     total = sum(summary.levels.values()) or 1
     names = {1: "rejection", 2: "error correction", 3: "neutral", 4: "positive engagement", 5: "satisfaction"}
     for level, count in summary.levels.items():
-        table.add_row(f"  level {level} {names[level]}", f"{count} ({100 * count / total:.1f}%)")
+        table.add_row(f"  level {level} {names[level]}",
+                      f"{count} ({100 * count / total:.1f}%; WildReward ~{WILDREWARD_SHARES[level]}%)")
     table.add_row("model version", f"v{summary.model_version} at {summary.artifact}")
     for name, value in summary.model_metrics.items():
         if isinstance(value, (int, float)):
@@ -170,6 +187,10 @@ def _print_summary(settings: TacitSettings, console: Console, summary: Summary) 
     for name, seconds in summary.timings.items():
         table.add_row(f"  time: {name}", f"{seconds:.1f}s")
     console.print(table)
+    if summary.dissatisfied:
+        console.print("\nStored dissatisfaction, for example:")
+        for line in summary.dissatisfied:
+            console.print(f"  {line}", markup=False)
     console.print(
         "\nWhere to look next:\n"
         f"  data, database files and logs: {settings.data_dir}\n"
