@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 from tacit.core.domain import Message, Role, SatisfactionLevel
 from tacit.core.examples import RewardExample
@@ -65,15 +67,14 @@ def ordinal_metrics(
 def quadratic_weighted_kappa(predicted: torch.Tensor, actual: torch.Tensor, num_classes: int) -> float:
     """Cohen's kappa with squared-distance weights: 1 is perfect agreement, 0 what chance gives.
 
-    Defined as 0 when either side uses a single class (no agreement beyond chance can be measured).
+    Defined as 0 when either side uses a single class (no agreement beyond chance can be measured;
+    scikit-learn would return NaN).
     """
-    observed = torch.zeros(num_classes, num_classes, dtype=torch.float64)
-    observed.index_put_((actual.cpu(), predicted.cpu()), torch.ones(len(actual), dtype=torch.float64), accumulate=True)
-    expected = observed.sum(1, keepdim=True) * observed.sum(0, keepdim=True) / observed.sum()
-    index = torch.arange(num_classes, dtype=torch.float64)
-    weights = (index.unsqueeze(1) - index.unsqueeze(0)) ** 2
-    chance = (weights * expected).sum()
-    return 0.0 if chance == 0 else (1.0 - (weights * observed).sum() / chance).item()
+    if len(actual.unique()) < 2 and len(predicted.unique()) < 2:
+        return 0.0
+    kappa = cohen_kappa_score(actual.cpu().numpy(), predicted.cpu().numpy(), labels=list(range(num_classes)),
+                              weights="quadratic")
+    return 0.0 if np.isnan(kappa) else float(kappa)
 
 
 def calibration(probabilities: torch.Tensor, classes: torch.Tensor) -> tuple[float, list[dict[str, float]]]:
@@ -99,13 +100,9 @@ def calibration(probabilities: torch.Tensor, classes: torch.Tensor) -> tuple[flo
 
 
 def roc_auc(positive: torch.Tensor, negative: torch.Tensor) -> float:
-    """P(a positive scores above a negative), ties counting half (Mann-Whitney U with average ranks)."""
-    scores = torch.cat([positive, negative]).double()
-    _, inverse, counts = torch.unique(scores, return_inverse=True, return_counts=True)
-    first_rank = counts.cumsum(0) - counts + 1
-    ranks = (first_rank + (counts - 1) / 2)[inverse]
-    n_pos, n_neg = len(positive), len(negative)
-    return ((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)).item()
+    """P(a positive scores above a negative), ties counting half."""
+    scores = torch.cat([positive, negative]).double().cpu().numpy()
+    return float(roc_auc_score(np.r_[np.ones(len(positive)), np.zeros(len(negative))], scores))
 
 
 # ----------------------------------------------------------------------------------- preference benchmarks
