@@ -107,6 +107,7 @@ class FeedbackRow(Base):
     labeler_id: Mapped[str] = mapped_column(String(64))
     labeler_version: Mapped[str] = mapped_column(String(64))
     stage: Mapped[str] = mapped_column(String(32))
+    probabilities: Mapped[list[float] | None] = mapped_column(JSONType)  # P(level 1..5), if the labeler has them
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 

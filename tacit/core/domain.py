@@ -118,12 +118,17 @@ class FeedbackCandidate:
 
 @dataclass(frozen=True)
 class Label:
+    """A labeler's rating of one reply. ``probabilities`` are P(level 1..5) as the labeler saw them (its
+    version says whether they are calibrated), kept when refinement, validation or mining change the level,
+    so the evidence behind every stored level stays with it; None for labelers without probabilities."""
+
     level: SatisfactionLevel
     confidence: float
     reason: str
     labeler_id: str
     labeler_version: str
     stage: str = field(default="raw")
+    probabilities: tuple[float, ...] | None = None
 
 
 # Label stages: every candidate keeps its labeler's ``raw`` row and gets one derived row, ``refined`` (fit to

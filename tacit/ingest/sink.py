@@ -125,7 +125,7 @@ def _feedback_upsert():
         set_={
             "level": new.level, "confidence": new.confidence, "reason": new.reason,
             "labeler_version": new.labeler_version, "followup_turn": new.followup_turn,
-            "updated_at": func.now(),
+            "probabilities": new.probabilities, "updated_at": func.now(),
         },
     )
 
@@ -146,6 +146,7 @@ def _feedback_rows(labeled: Sequence[tuple[FeedbackCandidate, Label]]) -> list[d
             "followup_turn": candidate.followup.turn_index,
             "level": int(label.level), "confidence": label.confidence, "reason": label.reason,
             "labeler_id": label.labeler_id, "labeler_version": label.labeler_version, "stage": label.stage,
+            "probabilities": list(label.probabilities) if label.probabilities is not None else None,
         }
     return list(rows.values())
 

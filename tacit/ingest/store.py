@@ -78,7 +78,8 @@ def _with_followup_text(where, stage: str):
 
 def _stored(row) -> Stored:
     level = SatisfactionLevel(row.level)
-    label = Label(level, row.confidence, row.reason, row.labeler_id, row.labeler_version, row.stage)
+    probabilities = tuple(row.probabilities) if row.probabilities is not None else None
+    label = Label(level, row.confidence, row.reason, row.labeler_id, row.labeler_version, row.stage, probabilities)
     followup = Followup((row.tenant, row.conversation_id), row.labeler_id, row.followup_turn, row.content,
                         level, row.confidence)
     return Stored(row.response_turn, followup, label)

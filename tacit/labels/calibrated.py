@@ -170,16 +170,12 @@ class CalibratedLabeler:
         return cls(load_encoder(settings), CalibratedHead.load(settings.calibrated_head or SHIPPED_CALIBRATED_HEAD))
 
     def label(self, candidates: Sequence[FeedbackCandidate]) -> list[Label]:
-        return self.label_with_probabilities(candidates)[0]
-
-    def label_with_probabilities(self, candidates: Sequence[FeedbackCandidate]) -> tuple[list[Label], np.ndarray]:
-        """The labels and the calibrated ``(n, 5)`` probabilities they were decided from."""
+        """Each label carries the calibrated probabilities it was decided from."""
         if not candidates:
-            return [], np.zeros((0, len(LEVELS)))
+            return []
         with torch.inference_mode():
             features = candidate_features(self.encoder, candidates).numpy()
-        probabilities = self.head.probabilities(features)
-        return labels_from(self.head, probabilities), probabilities
+        return labels_from(self.head, self.head.probabilities(features))
 
 
 def labels_from(head: CalibratedHead, probabilities: np.ndarray) -> list[Label]:
@@ -193,4 +189,5 @@ def _label(level: int, probabilities: np.ndarray, version: str) -> Label:
     confidence = float(probabilities[level - 1])
     return Label(level=SatisfactionLevel(level), confidence=confidence,
                  reason=f"calibrated: p({level})={confidence:.2f}, p(<=2)={dissatisfied:.2f}",
-                 labeler_id=CalibratedLabeler.labeler_id, labeler_version=version)
+                 labeler_id=CalibratedLabeler.labeler_id, labeler_version=version,
+                 probabilities=tuple(float(p) for p in probabilities))

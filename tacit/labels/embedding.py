@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
@@ -89,20 +88,17 @@ class EmbeddingLabeler:
         return cls(load_encoder(settings), EmbeddingHead.load(settings.embedding_head or SHIPPED_HEAD))
 
     def label(self, candidates: Sequence[FeedbackCandidate]) -> list[Label]:
-        return self.label_with_probabilities(candidates)[0]
-
-    def label_with_probabilities(self, candidates: Sequence[FeedbackCandidate]) -> tuple[list[Label], np.ndarray]:
-        """The argmax labels and the classifier's ``(n, 5)`` probabilities (uncalibrated)."""
+        """The argmax labels, each with the classifier's (uncalibrated) probabilities of the five levels."""
         if not candidates:
-            return [], np.zeros((0, len(LEVELS)))
+            return []
         probabilities = self.head.probabilities(candidate_features(self.encoder, candidates))
-        confidence, index = probabilities.max(dim=-1)
-        labels = [self._label(LEVELS[i], p) for i, p in zip(index.tolist(), confidence.tolist(), strict=True)]
-        return labels, probabilities.numpy()
+        return [self._label(row) for row in probabilities.tolist()]
 
-    def _label(self, level: SatisfactionLevel, probability: float) -> Label:
+    def _label(self, probabilities: list[float]) -> Label:
+        index = max(range(len(LEVELS)), key=probabilities.__getitem__)
+        level, probability = LEVELS[index], probabilities[index]
         return Label(level=level, confidence=probability, reason=f"embedding: p({int(level)})={probability:.2f}",
-                     labeler_id=self.labeler_id, labeler_version=self.version)
+                     labeler_id=self.labeler_id, labeler_version=self.version, probabilities=tuple(probabilities))
 
 
 def load_encoder(settings: TacitSettings) -> SentenceEncoder:

@@ -7,7 +7,7 @@ levels 4-5 and negative 1-2, neutral items left out; for data without positive i
 negative against all the rest, so the AUC says how well the score finds the negative items.
 
 Two fixed tasks are reported for every data set as well: dissatisfied (levels 1-2) against the rest, and
-dissatisfied against positive (4-5). A labeler with per-level probabilities (``label_with_probabilities``,
+dissatisfied against positive (4-5). A labeler whose labels carry per-level probabilities (``Label.probabilities``:
 the calibrated and embedding labelers) is ranked by P(level <= 2); the others by ``-score``. Calibration:
 ``ECE (P<=2)`` bins P(level <= 2) against whether the human said 1-2 (probabilistic labelers only);
 ``ECE (label)`` bins each label's confidence against whether its level is the human's, which is what a
@@ -90,18 +90,12 @@ def label_all(labeler: Labeler, items: Sequence[LabeledCandidate]) -> tuple[list
     started = time.perf_counter()
     candidates = [item.candidate for item in items]
     labels: list[Label] = []
-    chunks = []
-    with_probabilities = getattr(labeler, "label_with_probabilities", None)
     for start in range(0, len(candidates), BATCH):
-        batch = candidates[start:start + BATCH]
-        if with_probabilities is None:
-            labels += labeler.label(batch)
-        else:
-            batch_labels, probabilities = with_probabilities(batch)
-            labels += batch_labels
-            chunks.append(probabilities)
+        labels += labeler.label(candidates[start:start + BATCH])
     seconds = time.perf_counter() - started
-    return labels, (np.concatenate(chunks) if chunks else None), len(items) / max(seconds, 1e-9)
+    with_probabilities = bool(labels) and all(label.probabilities is not None for label in labels)
+    probabilities = np.array([label.probabilities for label in labels]) if with_probabilities else None
+    return labels, probabilities, len(items) / max(seconds, 1e-9)
 
 
 def evaluate(labeler: Labeler, items: Sequence[LabeledCandidate]) -> EvalReport:

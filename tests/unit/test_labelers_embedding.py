@@ -121,3 +121,9 @@ def test_empty_source_is_an_error(tmp_path):
     write_jsonl(tmp_path / "none.jsonl.gz", [])
     with pytest.raises(TacitError, match="no labeled follow-ups"):
         load_items(tmp_path / "none.jsonl.gz", "labeled", RulesLabeler())
+
+
+def test_labels_carry_the_five_probabilities_they_were_decided_from(labeler):
+    label = labeler.label([candidate("Thank you so much, that solved it!")])[0]
+    assert len(label.probabilities) == 5 and sum(label.probabilities) == pytest.approx(1.0)
+    assert label.confidence == max(label.probabilities) == label.probabilities[int(label.level) - 1]

@@ -116,8 +116,8 @@ def test_label_confidence_is_the_probability_of_the_stored_level() -> None:
     probabilities = np.array([0.10, 0.25, 0.60, 0.03, 0.02])
     head = head_for(np.zeros((5, 8)), np.log(probabilities), Thresholds(0.30, 0.40))
     labeler = CalibratedLabeler(HashEncoder(), head)
-    labels, returned = labeler.label_with_probabilities([candidate("hm"), candidate("ok")])
-    assert returned == pytest.approx(np.tile(probabilities, (2, 1)))
+    labels = labeler.label([candidate("hm"), candidate("ok")])
+    assert np.array([label.probabilities for label in labels]) == pytest.approx(np.tile(probabilities, (2, 1)))
     assert [label.level for label in labels] == [SatisfactionLevel.ERROR_CORRECTION] * 2
     assert labels[0].confidence == pytest.approx(0.25)
     assert labels[0].reason == "calibrated: p(2)=0.25, p(<=2)=0.35"
@@ -217,9 +217,10 @@ def test_registry_builds_the_shipped_calibrated_labeler() -> None:
     labeler = get_labeler("calibrated", TacitSettings())
     assert isinstance(labeler, CalibratedLabeler) and labeler.labeler_id == "calibrated"
     assert labeler.version == CalibratedHead.load(SHIPPED_CALIBRATED_HEAD).version
-    labels, probabilities = labeler.label_with_probabilities(
+    labels = labeler.label(
         [candidate("No, that's wrong. I asked for the capital of Australia, not Austria."),
          candidate("What is the tallest mountain in Europe?")])
+    probabilities = np.array([label.probabilities for label in labels])
     assert labels[1].level == SatisfactionLevel.NEUTRAL
     assert probabilities[0, :2].sum() > probabilities[1, :2].sum()  # the correction ranks as less satisfied
     for label, row in zip(labels, probabilities, strict=True):
