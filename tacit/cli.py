@@ -1,8 +1,7 @@
 """The ``tacit`` command line: the stages' Typer apps, composed.
 
 Each stage owns its commands in its own ``cli.py`` (``tacit.ingest.cli``, ``tacit.trainer.cli``, ...); this
-module adds them in the order of the pipeline, provides their settings and endpoints (a :class:`Wiring` on
-the click context) and turns a :class:`TacitError` into one line on stderr.
+module adds them in the order of the pipeline and turns a :class:`TacitError` into one line on stderr.
 """
 
 from __future__ import annotations
@@ -14,10 +13,8 @@ from typing import Annotated
 import typer
 
 from tacit.core import cli as core_cli
-from tacit.core.cli import Wiring, console
-from tacit.core.endpoints import endpoint
+from tacit.core.cli import console
 from tacit.core.errors import TacitError
-from tacit.core.settings import TacitSettings, get_settings
 from tacit.devstack import cli as devstack_cli
 from tacit.ingest import cli as ingest_cli
 from tacit.labels import cli as labels_cli
@@ -25,7 +22,7 @@ from tacit.rlhi import cli as rlhi_cli
 from tacit.serving import cli as serving_cli
 from tacit.trainer import cli as trainer_cli
 
-__all__ = ["TacitError", "app", "main"]
+__all__ = ["app", "main"]
 
 app = typer.Typer(
     help="Tacit: turn live chatbot logs into an ordinal reward model that keeps learning.",
@@ -62,34 +59,7 @@ def _print_tacit_version(value: bool) -> None:
 
 @app.callback()
 def tacit(
-    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_tacit_version,
                                           help="Print the version and exit.")] = False,
 ) -> None:
-    ctx.obj = _Composed()
-
-
-class _Composed(Wiring):
-    """The stages' settings and endpoints, looked up through this module's names when a command runs
-    (so that a test can replace ``_settings``, ``_endpoint``, ``_print_version`` or ``get_settings`` here)."""
-
-    def settings(self) -> TacitSettings:
-        return _settings()
-
-    def endpoint(self, component: str) -> str:
-        return _endpoint(component)
-
-    def print_version(self, version_id: int, **options: bool) -> None:
-        _print_version(version_id, **options)
-
-
-def _settings() -> TacitSettings:
-    return get_settings()
-
-
-def _endpoint(component: str) -> str:
-    return endpoint(_settings(), component)
-
-
-def _print_version(version_id: int, *, details: bool = False) -> None:
-    core_cli.print_version(_Composed().engine(), version_id, details=details)
+    pass  # the options above are eager: --version prints and exits before any command runs

@@ -2,7 +2,8 @@
 
 Each stage owns a Typer app in its own ``cli.py`` and :mod:`tacit.cli` composes them. The commands import
 their stage's modules inside their bodies, so that ``tacit --help`` stays fast, and get the settings and the
-components' endpoints from the :class:`Wiring` on the click context, which the composition root provides.
+components' endpoints from the :class:`Wiring` on the click context (the process's settings unless the caller
+gives its own).
 """
 
 from __future__ import annotations
@@ -38,14 +39,16 @@ app.add_typer(models_app, name="models")
 
 
 class Wiring:
-    """Where a command gets its settings and the components' endpoints.
-
-    The composition root puts one on the click context. A stage's app run on its own gets this default,
-    which reads the settings anew on every call, as :func:`get_settings` does.
+    """Where a command gets its settings and the components' endpoints: the process's settings, or the
+    ones given. A caller that runs the app (a test, an embedding program) passes its own as click's ``obj``:
+    ``CliRunner().invoke(app, args, obj=Wiring(settings))``.
     """
 
+    def __init__(self, settings: TacitSettings | None = None) -> None:
+        self._settings = settings
+
     def settings(self) -> TacitSettings:
-        return get_settings()
+        return self._settings or get_settings()
 
     def endpoint(self, component: str) -> str:
         return endpoint(self.settings(), component)
@@ -61,7 +64,7 @@ class Wiring:
 
 
 def wiring(ctx: typer.Context) -> Wiring:
-    """The wiring the composition root put on the context, else the default."""
+    """The wiring the caller put on the context, else the process's settings."""
     return ctx.find_object(Wiring) or Wiring()
 
 

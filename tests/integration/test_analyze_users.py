@@ -15,9 +15,11 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from tacit import cli
+from tacit.core.cli import Wiring
 from tacit.core.db import FeedbackRow, MessageRow, make_engine
 from tacit.core.domain import REFINED
 from tacit.core.endpoints import Endpoints
+from tacit.core.errors import TacitError
 from tacit.core.settings import TacitSettings
 
 pytestmark = pytest.mark.integration
@@ -57,15 +59,14 @@ def engine(embedded_stack: Endpoints) -> Iterator[Engine]:
 
 
 def test_analyze_users_prints_the_table_and_writes_csv_json_and_plot(
-    engine: Engine, settings: TacitSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, settings: TacitSettings, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(cli, "_settings", lambda: settings.model_copy(update={"holdout_fraction": 0.2}))
     out = tmp_path / "analysis"
     result = CliRunner().invoke(
         cli.app,
         ["analyze", "users", "--tenant", TENANT, "--subset-size", "32", "--user-counts", "1,16", "--seeds", "2",
          "--steps", "1", "--out", str(out)],
-        env={"COLUMNS": "200"},
+        env={"COLUMNS": "200"}, obj=Wiring(settings.model_copy(update={"holdout_fraction": 0.2})),
     )
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "42" in result.output and "160" in result.output  # users and examples of the distribution
@@ -84,9 +85,9 @@ def test_analyze_users_prints_the_table_and_writes_csv_json_and_plot(
 
 
 def test_asking_for_more_than_the_store_holds_says_what_to_lower(
-    engine: Engine, settings: TacitSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, settings: TacitSettings, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(cli, "_settings", lambda: settings.model_copy(update={"holdout_fraction": 0.2}))
-    with pytest.raises(cli.TacitError, match="lower --subset-size"):
+    with pytest.raises(TacitError, match="lower --subset-size"):
         CliRunner().invoke(cli.app, ["analyze", "users", "--tenant", TENANT, "--subset-size", "1000",
-                                     "--out", str(tmp_path)], catch_exceptions=False)
+                                     "--out", str(tmp_path)], catch_exceptions=False,
+                           obj=Wiring(settings.model_copy(update={"holdout_fraction": 0.2})))

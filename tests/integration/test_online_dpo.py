@@ -18,6 +18,7 @@ from transformers import AutoModelForCausalLM
 from typer.testing import CliRunner
 
 from tacit import cli
+from tacit.core.cli import Wiring
 from tacit.core.db import MessageRow, ModelStatus, ModelVersion, PreferencePairRow, make_engine
 from tacit.core.domain import Role
 from tacit.core.endpoints import Endpoints
@@ -76,11 +77,9 @@ def service(settings: TacitSettings, engine: Engine, tmp_path_factory) -> Iterat
 
 
 @pytest.fixture
-def run_cli(settings: TacitSettings, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(cli, "_settings", lambda: settings)
-
+def run_cli(settings: TacitSettings):
     def run(*arguments: str) -> str:
-        result = CliRunner().invoke(cli.app, list(arguments))
+        result = CliRunner().invoke(cli.app, list(arguments), obj=Wiring(settings))
         assert result.exit_code == 0, result.output + repr(result.exception)
         return result.output
 

@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from typer.testing import CliRunner
 
 from tacit import cli
+from tacit.core.cli import Wiring
 from tacit.core.domain import ChatEvent
 from tacit.core.kafka import end_offsets, ensure_topics
 from tacit.core.settings import TacitSettings
@@ -51,16 +52,17 @@ async def consume_all(bootstrap: str, topic: str, partitions: int) -> list[tuple
 
 
 def test_replay_command_sends_each_conversation_in_order_and_repeats_identically(
-    embedded_stack, settings: TacitSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    embedded_stack, settings: TacitSettings, tmp_path: Path
 ) -> None:
     private = settings.model_copy(update={"kafka_bootstrap": embedded_stack.kafka_bootstrap,
                                           "chat_events_topic": f"replay-{uuid.uuid4().hex[:8]}"})
     ensure_topics(embedded_stack.kafka_bootstrap, private)  # never the shared topic other tests' workers read
-    monkeypatch.setattr(cli, "_settings", lambda: private)
     logs = write_sharegpt(tmp_path / "chats.jsonl", 20)
 
-    first = CliRunner().invoke(cli.app, ["replay", str(logs), "--tenant", "acme", "--rate", "1000"])
-    second = CliRunner().invoke(cli.app, ["replay", str(logs), "--format", "sharegpt", "--tenant", "acme"])
+    first = CliRunner().invoke(cli.app, ["replay", str(logs), "--tenant", "acme", "--rate", "1000"],
+                               obj=Wiring(private))
+    second = CliRunner().invoke(cli.app, ["replay", str(logs), "--format", "sharegpt", "--tenant", "acme"],
+                                obj=Wiring(private))
 
     assert first.exit_code == second.exit_code == 0, first.output + second.output
     assert "events sent" in first.output and "60" in first.output and "skipped: unknown role" in first.output

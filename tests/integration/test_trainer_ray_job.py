@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from tacit import cli
+from tacit.core.cli import Wiring
 from tacit.core.db import ModelStatus, ModelVersion, RunStatus, TrainingRun
 from tacit.core.settings import TacitSettings
 from tacit.trainer.submit import RayJobError, connect, submit_training
@@ -20,12 +21,12 @@ pytestmark = pytest.mark.integration
 
 
 def test_training_as_a_ray_job_registers_a_version_under_its_job_id(
-    isolated: TacitSettings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+    isolated: TacitSettings, engine: Engine
 ) -> None:
     insert_feedback(engine)
-    monkeypatch.setattr(cli, "get_settings", lambda: isolated)
 
-    result = CliRunner().invoke(cli.app, ["train", "--ray-job", "--steps", "2", "--layout", "wildreward"])
+    result = CliRunner().invoke(cli.app, ["train", "--ray-job", "--steps", "2", "--layout", "wildreward"],
+                                obj=Wiring(isolated))
 
     assert result.exit_code == 0, result.output
     with Session(engine) as session:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from tacit import cli
+from tacit.core.cli import Wiring
 from tacit.core.db import MODEL_EVENTS_CHANNEL, ModelStatus, ModelVersion, TrainingRun
 from tacit.core.domain import Role
 from tacit.core.registry import (
@@ -183,20 +184,19 @@ def test_schedule_trains_once_enough_new_labels_arrived(isolated: TacitSettings,
 
 
 def test_models_commands_list_show_promote_and_roll_back(
-    isolated: TacitSettings, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    isolated: TacitSettings, engine: Engine, tmp_path: Path
 ) -> None:
     first, second = versions(engine, 2, tmp_path)
     with engine.begin() as connection:
         connection.execute(update(ModelVersion).where(ModelVersion.id == first).values(
             metrics={"holdout_qwk": 0.61, "margin_curve_hh": [{"pairs": 3, "accuracy": 0.5}]}))
-    monkeypatch.setattr(cli, "_settings", lambda: isolated)
     runner = CliRunner()
 
-    promoted = runner.invoke(cli.app, ["models", "promote", str(first), "--reason", "looks good"])
-    rolled = runner.invoke(cli.app, ["models", "promote", str(second)])
-    back = runner.invoke(cli.app, ["models", "rollback", "--reason", "v2 is off"])
-    listed = runner.invoke(cli.app, ["models", "list"])
-    shown = runner.invoke(cli.app, ["models", "show", str(first)])
+    promoted = runner.invoke(cli.app, ["models", "promote", str(first), "--reason", "looks good"], obj=Wiring(isolated))
+    rolled = runner.invoke(cli.app, ["models", "promote", str(second)], obj=Wiring(isolated))
+    back = runner.invoke(cli.app, ["models", "rollback", "--reason", "v2 is off"], obj=Wiring(isolated))
+    listed = runner.invoke(cli.app, ["models", "list"], obj=Wiring(isolated))
+    shown = runner.invoke(cli.app, ["models", "show", str(first)], obj=Wiring(isolated))
 
     assert promoted.exit_code == rolled.exit_code == back.exit_code == 0, back.output
     assert f"version {first} is the champion again" in back.output

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from tacit import cli
 from tacit.core import apikeys, registry
 from tacit.core.apikeys import StoredKey
+from tacit.core.cli import Wiring
 from tacit.core.db import ModelVersion
 from tacit.core.settings import TacitSettings
 
@@ -37,10 +38,11 @@ def no_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-@pytest.fixture
-def sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
+class OnSqlite(Wiring):
     """Commands get an engine that is never connected to (the store functions are replaced)."""
-    monkeypatch.setattr(cli, "_endpoint", lambda component: "sqlite://")
+
+    def endpoint(self, component: str) -> str:
+        return "sqlite://"
 
 
 def test_version_is_the_installed_distribution() -> None:
@@ -75,11 +77,11 @@ def test_stack_status_json_on_an_empty_data_dir(no_stack: Path, monkeypatch: pyt
     assert status["postgres"]["state"] == status["ray"]["state"] == "stopped"
 
 
-def test_keys_list_json_never_shows_a_key_or_its_hash(sqlite: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_keys_list_json_never_shows_a_key_or_its_hash(monkeypatch: pytest.MonkeyPatch) -> None:
     keys = [StoredKey("k1", "acme", "ci", CREATED, None, key_hash="secret-hash"),
             StoredKey("k2", "acme", None, CREATED, CREATED, key_hash="other-hash")]
     monkeypatch.setattr(apikeys, "list_keys", lambda engine, tenant: keys)
-    result = CliRunner().invoke(cli.app, ["keys", "list", "--json"])
+    result = CliRunner().invoke(cli.app, ["keys", "list", "--json"], obj=OnSqlite())
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == [
         {"id": "k1", "tenant": "acme", "name": "ci", "created_at": "2026-01-02T03:04:00+00:00", "revoked_at": None},
@@ -89,12 +91,12 @@ def test_keys_list_json_never_shows_a_key_or_its_hash(sqlite: None, monkeypatch:
     assert "hash" not in result.stdout
 
 
-def test_models_list_json_has_every_metric(sqlite: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_models_list_json_has_every_metric(monkeypatch: pytest.MonkeyPatch) -> None:
     version = ModelVersion(id=3, training_run_id=None, base_model="base", artifact_uri="file:///m/3",
                            status="champion", created_at=CREATED, promoted_at=None,
                            metrics={"holdout_qwk": 0.5, "reliability": [{"bin": 1, "ece": 0.1}]})
     monkeypatch.setattr(registry, "list_versions", lambda engine: [version])
-    result = CliRunner().invoke(cli.app, ["models", "list", "--json"])
+    result = CliRunner().invoke(cli.app, ["models", "list", "--json"], obj=OnSqlite())
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == [{
         "version": 3, "status": "champion", "base_model": "base", "artifact_uri": "file:///m/3",
@@ -121,7 +123,7 @@ def test_the_command_line_starts_without_the_heavy_libraries() -> None:
     assert loaded.stdout.strip() == "[]"
 
 
-def test_every_stage_gets_its_settings_from_the_root(no_stack: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "_settings", lambda: TacitSettings(data_dir=no_stack, ray_address="head:6379"))
-    result = CliRunner().invoke(cli.app, ["stack", "status", "--json"])
+def test_commands_take_the_settings_the_caller_wires_in(no_stack: Path) -> None:
+    wired = Wiring(TacitSettings(data_dir=no_stack, ray_address="head:6379"))
+    result = CliRunner().invoke(cli.app, ["stack", "status", "--json"], obj=wired)
     assert json.loads(result.stdout)["ray"]["address"] == "head:6379"

@@ -6,6 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tacit import cli
+from tacit.core.cli import Wiring
 from tacit.core.settings import TacitSettings
 from tacit.trainer import submit
 
@@ -31,16 +32,24 @@ def test_the_job_rebuilds_the_same_settings_without_ray_address_or_secrets(
     assert "s3cret" not in environment.values()
 
 
+class Offline(Wiring):
+    """No database to check and no version to print: only what is submitted matters here."""
+
+    def endpoint(self, component: str) -> str:
+        return ""
+
+    def print_version(self, version_id: int, *, details: bool = False) -> None:
+        pass
+
+
 def test_the_job_gets_the_options_given_on_the_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
     submitted = []
-    monkeypatch.setattr(cli, "_endpoint", lambda component: "")
-    monkeypatch.setattr(cli, "_print_version", lambda version: None)
     monkeypatch.setattr(submit, "submit_training", lambda settings, arguments, echo: submitted.append(arguments))
 
     result = CliRunner().invoke(cli.app, [
         "train", "--local", "--ray-job", "--steps", "5", "--tenant", "a", "--tenant", "b",
         "--since", "2026-01-02", "--class-weighting",
-    ])
+    ], obj=Offline())
 
     assert result.exit_code == 0, result.output
     assert submitted == [["--steps", "5", "--local", "--tenant", "a", "--tenant", "b",
