@@ -17,7 +17,7 @@ from itertools import groupby
 from operator import attrgetter
 from typing import Literal
 
-from sqlalchemy import Select, and_, select
+from sqlalchemy import Select, and_, func, select
 from sqlalchemy.engine import Engine, Row
 from sqlalchemy.orm import aliased
 
@@ -126,6 +126,14 @@ def load_examples(engine: Engine, selection: Selection = Selection()) -> list[Re
             len(folded) - len(examples),
         )
     return examples
+
+
+def labeler_versions(engine: Engine, selection: Selection = Selection()) -> dict[str, int]:
+    """How many selected labels each labeler version gave (``"rules 1"`` -> count), for a model's card."""
+    statement = _restrict(select(FeedbackRow.labeler_id, FeedbackRow.labeler_version, func.count())
+                          .group_by(FeedbackRow.labeler_id, FeedbackRow.labeler_version), selection)
+    with engine.connect() as connection:
+        return {f"{labeler} {version}": count for labeler, version, count in connection.execute(statement)}
 
 
 def _restrict(statement: Select, selection: Selection) -> Select:

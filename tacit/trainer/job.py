@@ -25,7 +25,14 @@ from sqlalchemy.engine import Engine
 from tacit.core.db import FeedbackRow, RunStatus, make_engine
 from tacit.core.endpoints import endpoint, ray_connection
 from tacit.core.errors import TacitError
-from tacit.core.examples import RewardExample, Selection, balance_report, label_scheme, load_examples
+from tacit.core.examples import (
+    RewardExample,
+    Selection,
+    balance_report,
+    label_scheme,
+    labeler_versions,
+    load_examples,
+)
 from tacit.core.registry import (
     champion,
     finish_run,
@@ -41,7 +48,8 @@ from tacit.data import HELDOUT_PAIRS
 from tacit.model.scoring import RewardScorer
 from tacit.trainer.distributed import train_on_workers
 from tacit.trainer.evaluate import benchmark_name, evaluate_checkpoint, load_pairs
-from tacit.trainer.gate import decide
+from tacit.trainer.gate import Verdict, decide
+from tacit.trainer.model_card import Provenance, write_model_card
 from tacit.trainer.train import TrainConfig, TrainResult, train_reward_model
 
 logger = logging.getLogger(__name__)
@@ -157,7 +165,11 @@ def _run(
             engine, run_id=run_id, base_model=str(start_from), artifact_uri=str(evaluated.output_dir),
             metrics=evaluated.candidate,
         )
-        _gate(settings, engine, version_id, evaluated, current_id=current.id if current else None)
+        verdict = _gate(settings, engine, version_id, evaluated, current_id=current.id if current else None)
+        provenance = Provenance(version_id, run_id, str(start_from), len(examples),
+                                labeler_versions(engine, selection),
+                                "promoted" if verdict.promote else "rejected", verdict.reasons)
+        write_model_card(evaluated.output_dir, provenance, evaluated.candidate)
     except BaseException as exc:
         finish_run(engine, run_id, status=RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         raise
@@ -175,7 +187,7 @@ def _feedback_watermark(engine: Engine) -> int:
 
 def _gate(
     settings: TacitSettings, engine: Engine, version_id: int, evaluated: Evaluated, current_id: int | None
-) -> None:
+) -> Verdict:
     verdict = decide(evaluated.candidate, evaluated.champion, settings.gate_tolerance)
     if current_id is not None:
         verdict.reasons.insert(0, f"compared with champion version {current_id} on the same data")
@@ -185,6 +197,7 @@ def _gate(
     else:
         reject(engine, version_id, reasons=verdict.reasons)
         logger.info("Version %d rejected: %s", version_id, "; ".join(verdict.reasons))
+    return verdict
 
 
 def train_and_evaluate(job: Job) -> Evaluated:

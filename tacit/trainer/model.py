@@ -160,6 +160,7 @@ def save_reward_model(
     config.id2label = {k: f"level>{level}" for k, level in enumerate(levels[:-1])}
     config.label2id = {label: k for k, label in config.id2label.items()}
     config.tacit = {"layout": layout, "levels": list(levels), "head": head, "max_length": max_length}
+    config.problem_type = "multi_label_classification"  # independent sigmoids per threshold, never a softmax
     model.save_pretrained(out_dir, state_dict=state)
     tokenizer.save_pretrained(out_dir)
 

@@ -75,6 +75,9 @@ def test_ray_training_evaluates_gates_and_registers(isolated: TacitSettings, eng
     assert Path(version.artifact_uri).is_relative_to(isolated.models_dir)
     assert model.config.tacit["levels"] == [1, 2, 4, 5]
     assert model.config.num_labels == 3
+    card = (Path(version.artifact_uri) / "README.md").read_text()
+    assert f"# Tacit reward model, version {first}" in card and "**promoted** (no champion yet)" in card
+    assert f"{run.num_examples} examples" in card and "| holdout_qwk |" in card
 
 
 def test_failed_ray_run_is_recorded_and_raised_as_itself(isolated: TacitSettings, engine: Engine) -> None:

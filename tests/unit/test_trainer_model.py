@@ -15,6 +15,7 @@ from transformers import (
     BertModel,
     Qwen3Config,
     Qwen3Model,
+    pipeline,
 )
 
 from tacit.core.domain import Message, Role
@@ -154,6 +155,18 @@ def test_saved_checkpoint_gives_identical_rewards_with_plain_transformers(
     assert reloaded.config.id2label == {0: "level>1", 1: "level>2", 2: "level>4"}
     weight = classification_layer(reloaded)[1].weight
     assert torch.equal(weight, weight[:1].expand_as(weight)) == (head == "coral")
+
+
+def test_pipeline_reads_the_thresholds_as_sigmoids_not_a_softmax(tiny_backbone: Path, tmp_path: Path) -> None:
+    model = load_reward_model(tiny_backbone, num_classes=4, head="coral").eval()
+    save_reward_model(model, AutoTokenizer.from_pretrained(tiny_backbone), tmp_path, levels=(1, 2, 4, 5),
+                      layout="compact", max_length=64)
+    scores = pipeline("text-classification", model=str(tmp_path), top_k=None)([TEXTS[0]])[0]
+    with torch.no_grad():
+        logits = model(**encode(tiny_backbone, TEXTS[:1])).logits[0]
+    by_label = {score["label"]: score["score"] for score in scores}
+    expected = dict(zip(("level>1", "level>2", "level>4"), torch.sigmoid(logits).tolist(), strict=True))
+    assert by_label == pytest.approx(expected, abs=1e-5)
 
 
 # ------------------------------------------------------------------------------------ training and scoring
