@@ -25,13 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
 from tacit.core.domain import FeedbackCandidate, Label, SatisfactionLevel
 from tacit.core.errors import TacitError
 from tacit.core.settings import TacitSettings
-from tacit.labels.embedding import LEVELS, candidate_features, load_encoder
+from tacit.labels.embedding import LEVELS, candidate_features, load_encoder, read_head_file
 from tacit.labels.encoder import SentenceEncoder
 
 SHIPPED_CALIBRATED_HEAD = Path(__file__).parent / "data" / "calibrated_head.safetensors"
@@ -119,12 +118,9 @@ class CalibratedHead:
 
     @classmethod
     def load(cls, path: Path) -> CalibratedHead:
-        if not path.is_file():
-            raise TacitError(f"No calibrated classifier at {path}; create one with `tacit labelers fit "
-                             "--labeler calibrated` or unset TACIT_CALIBRATED_HEAD to use the shipped one.")
-        with safe_open(str(path), "numpy") as handle:
-            meta = handle.metadata() or {}
-        tensors = load_file(str(path))
+        tensors, meta = read_head_file(path, "numpy", f"No calibrated classifier at {path}; create one with "
+                                       "`tacit labelers fit --labeler calibrated` or unset TACIT_CALIBRATED_HEAD "
+                                       "to use the shipped one.")
         isotonic = tuple((tensors[f"isotonic_x_{k}"], tensors[f"isotonic_y_{k}"])
                          for k in range(len(LEVELS)) if f"isotonic_x_{k}" in tensors)
         calibration = Calibration(meta["calibration"], meta.get("calibrated_on", "unknown"),

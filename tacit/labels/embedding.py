@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from tacit.core.domain import FeedbackCandidate, Label, SatisfactionLevel
 from tacit.core.errors import TacitError
@@ -56,13 +56,18 @@ class EmbeddingHead:
 
     @classmethod
     def load(cls, path: Path) -> EmbeddingHead:
-        if not path.is_file():
-            raise TacitError(f"No embedding classifier at {path}; create one with `tacit labelers fit` "
-                             "or unset TACIT_EMBEDDING_HEAD to use the shipped one.")
-        with safe_open(str(path), "pt") as handle:
-            metadata = handle.metadata() or {}
-        tensors = load_file(str(path))
+        tensors, metadata = read_head_file(path, "pt", f"No embedding classifier at {path}; create one with "
+                                           "`tacit labelers fit` or unset TACIT_EMBEDDING_HEAD to use the shipped one.")
         return cls(tensors["weight"], tensors["bias"], metadata.get("fitted_on", "unknown"))
+
+
+def read_head_file(path: Path, framework: str, missing: str) -> tuple[dict, dict[str, str]]:
+    """A classifier file's tensors (``framework``: "pt" or "numpy") and metadata; ``missing`` is the error
+    that says what to do when the file is not there."""
+    if not path.is_file():
+        raise TacitError(missing)
+    with safe_open(str(path), framework) as handle:
+        return {name: handle.get_tensor(name) for name in handle.keys()}, handle.metadata() or {}
 
 
 def candidate_features(encoder: SentenceEncoder, candidates: Sequence[FeedbackCandidate]) -> torch.Tensor:
