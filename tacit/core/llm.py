@@ -24,6 +24,7 @@ from typing import Generic, TypeVar
 
 import httpx
 import tenacity
+from prometheus_client import Counter
 
 from tacit.core.errors import TacitError
 from tacit.core.settings import TacitSettings
@@ -54,10 +55,18 @@ class JudgeConfig:
                    settings.llm_retries, settings.llm_max_tokens, settings.llm_cache_size)
 
 
+# Process-wide and in no registry of its own: whichever service runs the LLM (the stream worker) adds it
+# to the registry it serves, so a judge that drifts out of its format shows up on /metrics.
+UNPARSEABLE_ANSWERS = Counter("tacit_llm_unparseable_answers", "LLM answers still not in the required format "
+                              "after the reminder, by question.", ["question"], registry=None)
+
+
 @dataclass(frozen=True)
 class Question(Generic[T]):
-    """What is asked of every item: the instructions, the format reminder, and the strict reader."""
+    """What is asked of every item: its name (for metrics), the instructions, the format reminder, and the
+    strict reader."""
 
+    name: str
     system: str
     reminder: str
     parse: Callable[[str], T | None]
@@ -96,6 +105,8 @@ class StrictChat(Generic[T]):
         if parsed is None:
             messages += [{"role": "assistant", "content": answer}, {"role": "user", "content": self.question.reminder}]
             parsed = self.question.parse(self._complete(messages))
+            if parsed is None:
+                UNPARSEABLE_ANSWERS.labels(question=self.question.name).inc()
         return parsed
 
     def _complete(self, messages: list[dict[str, str]]) -> str:

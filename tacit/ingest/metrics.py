@@ -11,6 +11,8 @@ import logging
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from tacit.core.llm import UNPARSEABLE_ANSWERS
+
 log = logging.getLogger(__name__)
 
 SINK_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -31,6 +33,7 @@ class WorkerMetrics:
                                     registry=self.registry)
         self.lag = Gauge("tacit_worker_consumer_lag", "Records behind the end of the partition.", ["partition"],
                          registry=self.registry)
+        self.registry.register(UNPARSEABLE_ANSWERS)  # the LLM labeler's and refusal validator's, if configured
 
     def serve(self, port: int | None) -> None:
         """Expose /metrics; a port already taken (a second worker on this host) costs the endpoint, not the worker."""

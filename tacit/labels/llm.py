@@ -21,7 +21,7 @@ from tacit.labels.prompt import PROMPT_VERSION, REMINDER, SYSTEM, Verdict, parse
 JUDGED_CONFIDENCE = 0.9
 UNPARSEABLE = Verdict(SatisfactionLevel.NEUTRAL, "unparseable judge answer")
 UNPARSEABLE_CONFIDENCE = 0.1
-JUDGEMENT = Question(SYSTEM, REMINDER, parse)
+JUDGEMENT = Question("judgement", SYSTEM, REMINDER, parse)
 
 
 class LLMLabeler:

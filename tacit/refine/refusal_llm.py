@@ -64,7 +64,7 @@ def render(candidate: FeedbackCandidate) -> str:
     return f"User request:\n{query}\n\nAssistant reply:\n{candidate.response.content}"
 
 
-DECISION = Question(SYSTEM, REMINDER, parse)
+DECISION = Question("refusal", SYSTEM, REMINDER, parse)
 
 
 class LLMRefusalValidator:

@@ -49,7 +49,7 @@ def render(persona: Persona, history: UserHistory) -> str:
             "Their latest messages:\n" + "\n".join(f"- {message}" for message in recent))
 
 
-PROFILE = Question(SYSTEM, REMINDER, parse)
+PROFILE = Question("persona", SYSTEM, REMINDER, parse)
 
 
 class PersonaSummariser:

@@ -2,11 +2,13 @@
 
 import httpx
 import pytest
+from prometheus_client import generate_latest
 
 from tacit.core import llm as chat
 from tacit.core.domain import FeedbackCandidate, Message, Role, SatisfactionLevel
 from tacit.core.errors import TacitError
 from tacit.core.settings import TacitSettings
+from tacit.ingest.metrics import WorkerMetrics
 from tacit.labels import llm
 from tacit.labels.llm import JudgeConfig, LLMLabeler
 from tacit.labels.prompt import SYSTEM, parse, render
@@ -68,6 +70,16 @@ def test_two_unparseable_answers_give_a_low_confidence_neutral():
     assert (label.level, label.reason) == (SatisfactionLevel.NEUTRAL, "llm: unparseable judge answer")
     assert label.confidence == llm.UNPARSEABLE_CONFIDENCE
     assert len(server.requests) == 2
+
+
+def test_answers_unparseable_after_the_reminder_are_counted_for_the_worker_metrics():
+    failures = chat.UNPARSEABLE_ANSWERS.labels(question="judgement")
+    before = failures._value.get()
+    judge(Server(completion("The user seems happy."))).label([candidate("Thanks!")])
+    judge(Server(completion("The user seems happy."), completion("[[5]] thanks"))).label([candidate("Thanks!")])
+    assert failures._value.get() == before + 1  # the second answer parsed after the reminder
+    exposition = generate_latest(WorkerMetrics().registry).decode()
+    assert 'tacit_llm_unparseable_answers_total{question="judgement"}' in exposition
 
 
 def test_overload_and_transport_errors_are_retried():
