@@ -27,7 +27,7 @@ from tacit.data import HELDOUT_PAIRS
 from tacit.model.hardware import compute_dtype, default_device
 from tacit.trainer.evaluate import load_hh_pairs
 from tacit.trainer.model import load_reward_model, ordinal_loss
-from tacit.trainer.train import TrainConfig, _fit, _loader
+from tacit.trainer.train import TrainConfig, _loader, fit, ordinal_batch_loss
 
 
 class CountingLoader:
@@ -55,7 +55,7 @@ def our_loop(base: Path, loader: CountingLoader, config: TrainConfig) -> float:
     model = load_reward_model(base, num_classes=4).to(default_device())
     with tempfile.TemporaryDirectory() as state:
         started = time.perf_counter()
-        _fit(model, loader, config, default_device(), None, Path(state) / "state.pt")
+        fit(model, loader, config, default_device(), ordinal_batch_loss(), Path(state) / "state.pt")
     return loader.tokens / (time.perf_counter() - started)
 
 

@@ -21,6 +21,7 @@ from tacit.labels import cli as labels_cli
 from tacit.rlhi import cli as rlhi_cli
 from tacit.serving import cli as serving_cli
 from tacit.trainer import cli as trainer_cli
+from tacit.trainer import quality_cli
 
 __all__ = ["app", "main"]
 
@@ -32,6 +33,7 @@ app = typer.Typer(
 app.add_typer(ingest_cli.app)  # replay, worker, gateway, relabel
 app.add_typer(labels_cli.app)  # labelers
 app.add_typer(trainer_cli.app)  # train, schedule, score, analyze
+app.add_typer(quality_cli.app, name="eval")  # eval quality
 app.add_typer(serving_cli.app)  # serve
 app.add_typer(rlhi_cli.app)  # pairs, personas, export, dpo
 app.add_typer(core_cli.app)  # db, keys, models

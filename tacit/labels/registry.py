@@ -36,7 +36,8 @@ def _llm(settings: TacitSettings) -> Labeler:
 def _cascade(settings: TacitSettings) -> Labeler:
     from tacit.labels.cascade import Cascade, LLMBudget
 
-    cheap = (get_labeler("rules", settings), get_labeler("embedding", settings))
+    # The calibrated labeler's confidence is a calibrated probability, so "unsure" means what it says.
+    cheap = (get_labeler("rules", settings), get_labeler("calibrated", settings))
     budget = LLMBudget(settings.cascade_llm_fraction, settings.cascade_llm_per_minute)
     return Cascade(cheap, get_labeler("llm", settings), settings.cascade_threshold, budget)
 

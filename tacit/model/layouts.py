@@ -4,7 +4,8 @@ Trainer and scoring service must render identically, so the layouts live here, b
 ``wildreward`` layout follows WildReward-8B's sectioned input (task description, scoring criteria [1]..[5],
 "Context (History)", "User Query", "Assistant Response", output instruction) so that published WildReward
 checkpoints can be served unchanged; ``compact`` drops the instructions, which a small encoder such as
-MiniLM cannot use anyway, and spends its short context on the conversation itself.
+MiniLM cannot use anyway, and spends its short context on the conversation itself. ``exchange`` keeps only
+the query and the reply, ``reply`` only the reply: narrower views the quality benchmark compares.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
-Layout = Literal["compact", "wildreward"]
-LAYOUTS: tuple[str, ...] = ("compact", "wildreward")
+Layout = Literal["compact", "wildreward", "exchange", "reply"]
+LAYOUTS: tuple[str, ...] = ("compact", "wildreward", "exchange", "reply")
 
 
 class Turn(Protocol):
@@ -65,10 +66,12 @@ def render(
             WILDREWARD_OUTPUT,
         ]
         return "\n\n".join(sections)
-    if layout == "compact":
+    if layout in ("compact", "exchange", "reply"):
         parts = [f"Persona: {persona}"] if persona else []
-        if history:
+        if history and layout == "compact":
             parts.append(_history_text(history))
-        parts += [f"User: {query}", f"Assistant: {response}"]
+        if layout != "reply":
+            parts.append(f"User: {query}")
+        parts.append(f"Assistant: {response}")
         return "\n".join(parts)
     raise ValueError(f"Unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}.")

@@ -137,12 +137,14 @@ def load_hh_pairs(path: Path) -> list[PreferencePair]:
 
 def load_pandalm_pairs(path: Path) -> list[PreferencePair]:
     """Pairs from PandaLM's test set (a JSON list): the response most annotators chose is ``chosen``;
-    ties (0) and pairs without a majority are left out."""
+    ties (0), pairs without a majority and the few records whose response is not text (a JSON ``true``
+    where the answer was "Yes") are left out."""
     pairs = []
     for record in json.loads(path.read_text(encoding="utf-8")):
         votes = Counter(record[f"annotator{i}"] for i in (1, 2, 3))
         winner, count = votes.most_common(1)[0]
-        if winner == 0 or count < 2:
+        texts = (record["response1"], record["response2"])
+        if winner == 0 or count < 2 or not all(isinstance(text, str) for text in texts):
             continue
         query = "\n\n".join(part for part in (record["instruction"], record["input"]) if part)
         chosen, rejected = (record["response1"], record["response2"])[:: 1 if winner == 1 else -1]

@@ -47,6 +47,8 @@ MIN_EXAMPLES = 32  # below this a batch or two is all there is, and a holdout of
 MAX_GRAD_NORM = 1.0
 TRAINING_STATE = "training_state"  # <output dir>/training_state-<rank>.pt while a run is unfinished
 
+BatchLoss = Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]
+
 
 class TooFewExamples(TacitError):
     """The feedback table does not hold enough usable labels to train on yet."""
@@ -137,7 +139,7 @@ def train_reward_model(
     weights = balanced_class_weights(classes, scheme.num_classes) if config.class_weighting else None
     loader = _loader(tokenizer, train[replica.rank :: replica.world], scheme, config, shuffle=True)
     state = output_dir / f"{TRAINING_STATE}-{replica.rank}.pt"
-    losses = _fit(replicated, loader, config, replica.device, weights, state)
+    losses = fit(replicated, loader, config, replica.device, ordinal_batch_loss(weights), state)
     window = losses[-max(1, len(losses) // 10) :]  # where the loss ended, smoothed over the last batches
     metrics = {
         "train_examples": len(train),
@@ -198,15 +200,28 @@ def _loader(
     )
 
 
-def _fit(
+def ordinal_batch_loss(class_weights: torch.Tensor | None = None) -> BatchLoss:
+    """The reward model's loss on a batch of rated texts (their classes in ``labels``)."""
+
+    def loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        classes = batch.pop("labels")
+        return ordinal_loss(model(**batch).logits, classes, class_weights)
+
+    return loss
+
+
+def fit(
     model: nn.Module,
     loader: DataLoader,
     config: TrainConfig,
     device: torch.device,
-    class_weights: torch.Tensor | None,
+    batch_loss: BatchLoss,
     state_path: Path,
 ) -> list[float]:
     """AdamW with linear warm-up and decay, cycling through the data until ``config.steps`` steps.
+
+    ``batch_loss`` turns one batch (already on ``device``) into the loss to minimise: the ordinal loss of
+    rated texts here, a pairwise loss for the Bradley-Terry reference of the quality benchmark.
 
     With ``config.save_every``, the training state is saved every that many steps to ``state_path``; a
     run started again on the same output directory and data continues from it exactly.
@@ -224,7 +239,7 @@ def _fit(
     progress = tqdm(steps, initial=len(losses), total=config.steps, desc="training", unit="step",
                     mininterval=interval)
     for micro_batches in progress:
-        loss = sum(_backward(model, batch, config, device, accumulate, class_weights) for batch in micro_batches)
+        loss = sum(_backward(model, batch, config, device, accumulate, batch_loss) for batch in micro_batches)
         torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
         optimizer.step()
         schedule.step()
@@ -268,13 +283,11 @@ def _backward(
     config: TrainConfig,
     device: torch.device,
     parts: int,
-    class_weights: torch.Tensor | None = None,
+    batch_loss: BatchLoss,
 ) -> float:
     """Gradients of one micro-batch, scaled so that ``parts`` of them add up to one batch's mean."""
-    classes = batch.pop("labels").to(device)
     with autocast(device, config.precision):
-        logits = model(**batch.to(device)).logits
-    loss = ordinal_loss(logits, classes, class_weights) / parts
+        loss = batch_loss(model, batch.to(device)) / parts
     loss.backward()
     return loss.item()
 

@@ -20,9 +20,9 @@ from tacit.core.cli import Wiring
 from tacit.core.db import ModelVersion
 from tacit.core.settings import TacitSettings
 
-COMMANDS = {"replay", "worker", "gateway", "relabel", "labelers", "train", "schedule", "score", "analyze", "serve",
-            "pairs", "personas", "export", "dpo", "db", "keys", "models", "demo", "up", "stack"}
-GROUPS = {"labelers": {"fit", "eval"}, "analyze": {"users"}, "pairs": {"build", "rank"}, "personas": {"build"},
+COMMANDS = {"replay", "worker", "gateway", "relabel", "labelers", "train", "schedule", "score", "analyze", "eval",
+            "serve", "pairs", "personas", "export", "dpo", "db", "keys", "models", "demo", "up", "stack"}
+GROUPS = {"labelers": {"fit", "eval"}, "analyze": {"users"}, "eval": {"quality"}, "pairs": {"build", "rank"}, "personas": {"build"},
           "export": {"dpo", "rm"}, "dpo": {"online"}, "db": {"upgrade"}, "keys": {"create", "list", "revoke"},
           "models": {"list", "show", "promote", "rollback"}, "stack": {"up", "down", "status"}}
 CREATED = datetime(2026, 1, 2, 3, 4, tzinfo=UTC)

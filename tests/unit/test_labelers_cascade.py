@@ -99,9 +99,9 @@ def test_cascade_from_settings_needs_the_llm_configured():
         get_labeler("cascade", TacitSettings(llm_url=None, llm_model=None))
 
 
-def test_cascade_from_settings_chains_rules_embedding_llm():
+def test_cascade_from_settings_chains_rules_calibrated_llm():
     settings = TacitSettings(llm_url="http://127.0.0.1:9/v1", llm_model="judge", cascade_threshold=0.8,
                              cascade_llm_fraction=0.05, cascade_llm_per_minute=30)
     labeler = get_labeler("cascade", settings)
-    assert [c.labeler_id for c in labeler.cheap] == ["rules", "embedding"] and labeler.llm.labeler_id == "llm"
+    assert [c.labeler_id for c in labeler.cheap] == ["rules", "calibrated"] and labeler.llm.labeler_id == "llm"
     assert (labeler.threshold, labeler.budget.fraction, labeler.budget.per_minute) == (0.8, 0.05, 30)

@@ -172,10 +172,12 @@ PANDALM = [
      "annotator1": 0, "annotator2": 0, "annotator3": 1},
     {"instruction": "Split.", "input": "", "response1": "a", "response2": "b",
      "annotator1": 0, "annotator2": 1, "annotator3": 2},
+    {"instruction": "Is water wet?", "input": "", "response1": True, "response2": "No.",
+     "annotator1": 1, "annotator2": 1, "annotator3": 1},
 ]
 
 
-def test_pandalm_majority_response_is_chosen_and_ties_are_left_out(tmp_path: Path) -> None:
+def test_pandalm_majority_response_is_chosen_and_ties_and_non_texts_are_left_out(tmp_path: Path) -> None:
     path = tmp_path / "testset-v1.json"
     path.write_text(json.dumps(PANDALM))
 
@@ -223,4 +225,6 @@ def test_shared_benchmark_files_load(relative: str, at_least: int) -> None:
     if not path.exists():
         pytest.skip(f"{path} is not on this machine")
 
-    assert len(load_pairs(path)) >= at_least
+    pairs = load_pairs(path)
+    assert len(pairs) >= at_least
+    assert all(isinstance(text, str) for pair in pairs for text in (pair.query, pair.chosen, pair.rejected))

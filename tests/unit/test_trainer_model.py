@@ -11,8 +11,6 @@ from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
     BatchEncoding,
-    BertConfig,
-    BertModel,
     Qwen3Config,
     Qwen3Model,
     pipeline,
@@ -43,26 +41,11 @@ from tacit.trainer.train import (
     TrainConfig,
     _backward,
     _loader,
+    ordinal_batch_loss,
     train_reward_model,
 )
 
 TEXTS = ["User: hi\nAssistant: Hello!", "User: fix my code\nAssistant: " + "Here is the fix. " * 30, "thanks"]
-
-
-@pytest.fixture(scope="module")
-def tokenizer_dir() -> Path:
-    return TacitSettings().resolved_base_model()
-
-
-@pytest.fixture(scope="module")
-def tiny_backbone(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path) -> Path:
-    """A randomly initialised 2-layer BERT with MiniLM's tokenizer: the real code path, in milliseconds."""
-    directory = tmp_path_factory.mktemp("tiny-bert")
-    torch.manual_seed(0)
-    config = BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
-    BertModel(config).save_pretrained(directory)
-    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(directory)
-    return directory
 
 
 def encode(directory: Path, texts: list[str]) -> dict[str, torch.Tensor]:
@@ -229,10 +212,11 @@ def test_accumulated_micro_batches_give_the_gradient_of_the_whole_batch(tiny_bac
     model = load_reward_model(tiny_backbone, num_classes=5).eval()  # eval: no dropout, same forward twice
     device = torch.device("cpu")
 
-    whole = _backward(model, BatchEncoding(dict(batch)), TINY, device, parts=1)
+    whole = _backward(model, BatchEncoding(dict(batch)), TINY, device, 1, ordinal_batch_loss())
     expected = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
-    halves = sum(_backward(model, BatchEncoding({k: v[rows] for k, v in batch.items()}), TINY, device, parts=2)
+    halves = sum(_backward(model, BatchEncoding({k: v[rows] for k, v in batch.items()}), TINY, device, 2,
+                           ordinal_batch_loss())
                  for rows in (slice(0, 4), slice(4, 8)))
 
     assert halves == pytest.approx(whole, abs=1e-6)
