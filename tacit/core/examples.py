@@ -37,6 +37,7 @@ class RewardExample:
     response: str
     level: int
     created_at: datetime | None = None  # when the rated reply was sent
+    probabilities: tuple[float, ...] | None = None  # the labeler's P(level 1..5), when it gives them
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,18 @@ class LabelScheme:
 
     def to_class(self, level: int) -> int:
         return self.levels.index(level)
+
+    def above(self, example: RewardExample, soft: bool) -> list[float]:
+        """The ordinal targets P(class > k), k = 0..K-2: 0 or 1 from the level, or with ``soft`` and the
+        labeler's probabilities, those probabilities restricted to the scheme's levels. A follow-up the
+        labeler found 60% likely to be an error correction then teaches 0.6, not a certainty."""
+        if soft and example.probabilities is not None:
+            kept = [example.probabilities[level - 1] for level in self.levels]
+            total = sum(kept)
+            if total > 0:
+                return [sum(kept[k + 1 :]) / total for k in range(self.num_classes - 1)]
+        target = self.to_class(example.level)
+        return [float(target > k) for k in range(self.num_classes - 1)]
 
 
 SCHEMES: dict[str, LabelScheme] = {
@@ -101,6 +114,7 @@ def load_examples(engine: Engine, selection: Selection = Selection()) -> list[Re
             FeedbackRow.query_turn,
             FeedbackRow.response_turn,
             FeedbackRow.level,
+            FeedbackRow.probabilities,
             MessageRow.turn_index,
             MessageRow.role,
             MessageRow.content,
@@ -187,6 +201,7 @@ def _example(rows: list[Row]) -> RewardExample | None:
         response=response.content,
         level=rating.level,
         created_at=response.created_at,
+        probabilities=tuple(rating.probabilities) if rating.probabilities else None,
     )
 
 

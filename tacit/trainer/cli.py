@@ -32,12 +32,13 @@ def train(
     level: Annotated[list[int] | None, typer.Option(min=1, max=5, help="Only these levels (repeatable).")] = None,
     since: Annotated[datetime | None, typer.Option(help="Only replies sent at or after this time.")] = None,
     until: Annotated[datetime | None, typer.Option(help="Only replies sent before this time.")] = None,
-    split: Annotated[str, typer.Option(help="Holdout by 'user' (unseen people) or 'time' (newest).")] = "user",
-    scheme: Annotated[str, typer.Option(help="'wildfb' (neutral dropped, 4 classes) or 'five'.")] = "wildfb",
-    layout: Annotated[str, typer.Option(help="Model input: 'compact' or 'wildreward'.")] = "compact",
-    head: Annotated[str, typer.Option(help="'coral' (rank-consistent) or 'independent' (WildReward).")] = "coral",
+    split: Annotated[str | None, typer.Option(help="Holdout by 'user' (unseen people) or 'time' (newest) [default: user].")] = None,
+    scheme: Annotated[str | None, typer.Option(help="'five' (all levels) or 'wildfb' (neutral dropped, 4 classes) [default: see docs/training.md].")] = None,
+    layout: Annotated[str | None, typer.Option(help="Model input: 'compact', 'exchange', 'reply' or 'wildreward'.")] = None,
+    head: Annotated[str | None, typer.Option(help="'coral' (rank-consistent, default) or 'independent' (WildReward).")] = None,
     accumulate: Annotated[int, typer.Option(min=1, help="Gradient accumulation: batches per optimizer step.")] = 1,
     class_weighting: Annotated[bool, typer.Option(help="Weigh every class equally in the loss.")] = False,
+    soft_targets: Annotated[bool, typer.Option(help="Learn the labelers' stored probabilities, not just the level.")] = False,
     save_every: Annotated[int, typer.Option(min=0, help="Save a resumable state every N steps (0: never).")] = 0,
     resume: Annotated[int | None, typer.Option(help="Continue the interrupted run with this id.")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Data-parallel Ray Train workers (DDP); >1 implies --ray.")] = 1,
@@ -62,11 +63,13 @@ def train(
     selection = Selection(tenants=tuple(tenant or ()), labelers=tuple(labeler or ()),
                           stages=tuple(stage) if stage else Selection().stages, levels=tuple(level or ()),
                           since=since, until=until)
+    chosen = {name: value for name, value in (("split", split), ("label_scheme", scheme), ("layout", layout),
+                                              ("head", head)) if value is not None}
     try:
         version = run_training(
             wired.settings(), use_ray=ray, steps=steps, selection=selection, incremental=incremental, resume=resume,
-            split=split, label_scheme=scheme, layout=layout, head=head, gradient_accumulation_steps=accumulate,
-            class_weighting=class_weighting, save_every=save_every, workers=workers, ray_job_id=ray_job_id,
+            gradient_accumulation_steps=accumulate, class_weighting=class_weighting, soft_targets=soft_targets,
+            save_every=save_every, workers=workers, ray_job_id=ray_job_id, **chosen,
         )
     except ValueError as exc:  # an unknown choice, named with the valid ones
         raise typer.BadParameter(str(exc)) from None

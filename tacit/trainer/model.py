@@ -105,12 +105,15 @@ def ordinal_targets(classes: torch.Tensor, num_thresholds: int) -> torch.Tensor:
 
 
 def ordinal_loss(
-    logits: torch.Tensor, classes: torch.Tensor, class_weights: torch.Tensor | None = None
+    logits: torch.Tensor, classes: torch.Tensor, class_weights: torch.Tensor | None = None,
+    *, targets: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Binary cross-entropy of every threshold logit against its target, averaged over thresholds, then
-    over examples (weighted by their class's weight when given)."""
-    targets = ordinal_targets(classes, logits.shape[-1])
-    losses = F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="none").mean(dim=-1)
+    over examples (weighted by their class's weight when given). ``targets`` (batch, K-1) replaces the 0/1
+    targets of the classes with soft ones, e.g. a labeler's probabilities."""
+    if targets is None:
+        targets = ordinal_targets(classes, logits.shape[-1])
+    losses = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), reduction="none").mean(dim=-1)
     if class_weights is None:
         return losses.mean()
     weights = class_weights.to(losses.device)[classes]

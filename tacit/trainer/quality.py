@@ -89,7 +89,7 @@ def examples_from_log(path: Path, labeler: Labeler, format_name: str | None = No
             RewardExample(
                 tenant=c.tenant, conversation_id=c.conversation_id, user_id=c.user_id or c.conversation_id,
                 history=c.history, query=c.query.content if c.query else "", response=c.response.content,
-                level=int(label.level),
+                level=int(label.level), probabilities=label.probabilities,
             )
             for c, label in rated
             if label.stage == REFINED

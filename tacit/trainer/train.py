@@ -66,6 +66,7 @@ class TrainConfig:
     split: Split = "user"
     gradient_accumulation_steps: int = 1  # optimizer steps see batch_size * this many examples
     class_weighting: bool = False  # weigh each class equally in the loss (see balanced_class_weights)
+    soft_targets: bool = False  # learn the labeler's calibrated probabilities where stored, not the level
     save_every: int = 0  # steps between resumable training states; 0: none
     label_scheme: str = "wildfb"
     head: Head = "coral"
@@ -187,7 +188,8 @@ def _loader(
     texts = [render(e.history, e.query, e.response, config.layout) for e in examples]
     encoded = tokenizer(texts, truncation=True, max_length=config.max_length)
     items = [
-        {**{key: values[i] for key, values in encoded.items()}, "labels": scheme.to_class(example.level)}
+        {**{key: values[i] for key, values in encoded.items()}, "labels": scheme.to_class(example.level),
+         "targets": scheme.above(example, config.soft_targets)}
         for i, example in enumerate(examples)
     ]
     sampler = None
@@ -201,11 +203,12 @@ def _loader(
 
 
 def ordinal_batch_loss(class_weights: torch.Tensor | None = None) -> BatchLoss:
-    """The reward model's loss on a batch of rated texts (their classes in ``labels``)."""
+    """The reward model's loss on a batch of rated texts (their classes in ``labels``, their per-threshold
+    targets in ``targets``)."""
 
     def loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        classes = batch.pop("labels")
-        return ordinal_loss(model(**batch).logits, classes, class_weights)
+        classes, targets = batch.pop("labels"), batch.pop("targets")
+        return ordinal_loss(model(**batch).logits, classes, class_weights, targets=targets)
 
     return loss
 

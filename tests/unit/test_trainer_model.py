@@ -300,3 +300,22 @@ def test_class_weights_balance_classes_in_the_loss() -> None:
     assert ordinal_loss(logits, classes, weights) == pytest.approx(ordinal_loss(logits, classes).item())
     skewed = torch.tensor([[-5.0, -5.0, -5.0]] * 6)  # confident "class 0": right for 3 of 6 examples
     assert ordinal_loss(skewed, classes, weights) > ordinal_loss(skewed, classes)
+
+
+def test_soft_targets_follow_the_labelers_probabilities() -> None:
+    rated = RewardExample("t", "c", "u", (), "q", "r", 2, probabilities=(0.1, 0.6, 0.3, 0.0, 0.0))
+
+    assert label_scheme("five").above(rated, soft=True) == pytest.approx([0.9, 0.3, 0.0, 0.0])
+    assert label_scheme("five").above(rated, soft=False) == [1.0, 0.0, 0.0, 0.0]
+    # wildfb has no neutral class: the probabilities of its four levels, renormalised
+    assert label_scheme("wildfb").above(rated, soft=True) == pytest.approx([0.6 / 0.7, 0.0, 0.0])
+    assert label_scheme("five").above(replace(rated, probabilities=None), soft=True) == [1.0, 0.0, 0.0, 0.0]
+
+
+def test_soft_targets_reach_the_loss(tiny_backbone: Path, tmp_path: Path) -> None:
+    soft = [replace(e, probabilities=(0.2, 0.2, 0.2, 0.2, 0.2)) for e in examples(60)]
+    hard = train_reward_model(soft, replace(TINY, label_scheme="five"), tiny_backbone, tmp_path / "hard")
+    learned = train_reward_model(soft, replace(TINY, label_scheme="five", soft_targets=True), tiny_backbone,
+                                 tmp_path / "soft")
+
+    assert learned.metrics["train_loss"] != pytest.approx(hard.metrics["train_loss"])
