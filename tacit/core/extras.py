@@ -10,6 +10,7 @@ EXTRAS = {
     "embedded": "the embedded dev stack (Tansu broker and PostgreSQL binaries)",
     "rlhi": "online DPO (TRL, datasets, GGUF loading)",
     "analysis": "plots (matplotlib)",
+    "decoder": "LoRA fine-tuning (peft) and the bundled SmolLM2 decoder (GGUF loading)",
 }
 
 

