@@ -61,9 +61,9 @@ def our_loop(base: Path, loader: CountingLoader, config: TrainConfig) -> float:
 
 class OrdinalTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
-        classes = inputs.pop("labels")
+        classes, targets = inputs.pop("labels"), inputs.pop("targets")
         outputs = model(**inputs)
-        loss = ordinal_loss(outputs.logits, classes)
+        loss = ordinal_loss(outputs.logits, classes, targets=targets)
         return (loss, outputs) if return_outputs else loss
 
 
