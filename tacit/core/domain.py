@@ -57,8 +57,14 @@ class ChatEvent(BaseModel):
 
     @field_validator("timestamp")
     @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    def _utc(cls, value: datetime) -> datetime:
+        """In UTC (a naive time is taken as UTC). A time whose UTC instant falls outside years 1-9999 is
+        refused: PostgreSQL would store it, but no later read of it (training, relabel) could."""
+        aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        try:
+            return aware.astimezone(timezone.utc)
+        except OverflowError:
+            raise ValueError("must lie between the years 1 and 9999 in UTC") from None
 
     @model_validator(mode="after")
     def _storable(self) -> ChatEvent:

@@ -36,12 +36,20 @@ def test_round_trip():
         (json.dumps({"tenant": "acme"}).encode(), "Field required"),
         (b'{"tenant": "acme", "conversation_id": "c1", "turn_index": 0, "role": "user", "content": "\\ud800"}',
          "content"),
+        # valid ISO times whose UTC instant lies outside years 1-9999: reading them back breaks every training run
+        (json.dumps(good(timestamp="9999-12-31T23:59:59-14:00")).encode(), "timestamp"),
+        (json.dumps(good(timestamp="0001-01-01T00:00:00+14:00")).encode(), "timestamp"),
     ],
 )
 def test_bad_records_are_rejected_with_a_reason(value, reason):
     result = parse_event(value, b"acme:c1")
     assert isinstance(result, Rejection)
     assert reason in result.reason
+
+
+def test_timestamps_are_stored_in_utc():
+    event = ChatEvent(**good(timestamp="2026-01-02T03:04:05+02:00"))
+    assert event.timestamp.isoformat() == "2026-01-02T01:04:05+00:00"
 
 
 def test_key_must_keep_the_conversation_on_one_partition():
