@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from tacit.core.api_auth import authenticate
@@ -38,6 +39,7 @@ from tacit.serving.metrics import ServiceMetrics
 from tacit.serving.model import Encoded, ResponseTooLongError, ServedModel
 from tacit.serving.swap import ChampionFollower, ModelSlot
 
+MAX_REPORTED_ERRORS = 20
 TRUNCATED_HEADER = "X-Tacit-Truncated"  # /get_reward's body is fixed by its clients; this says which were cut
 
 
@@ -196,11 +198,20 @@ def create_app(
                 await asyncio.gather(*state.tasks, return_exceptions=True)
 
     app = FastAPI(title="Tacit scoring service", lifespan=lifespan)
+    app.add_exception_handler(RequestValidationError, refuse_invalid_request)
     app.state.service = state
     app.state.api_keys = keys
     app.include_router(scoring, dependencies=[Depends(authenticate)] if keys is not None else [])
     app.include_router(probes)
     return app
+
+
+async def refuse_invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+    """422 naming each invalid field and why, without echoing its value: FastAPI's default returns every
+    rejected input whole (a megabyte in, a megabyte out), and one that is not valid UTF-8 cannot be
+    encoded into the response at all."""
+    detail = [{"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]} for item in error.errors()]
+    return JSONResponse({"detail": detail[:MAX_REPORTED_ERRORS]}, status_code=422)
 
 
 def comparison(reward_a: float, reward_b: float, levels_a: list[float], levels_b: list[float]) -> Comparison:

@@ -242,3 +242,21 @@ def test_ready_and_metrics(client: TestClient) -> None:
     scored = next(line for line in exposition.splitlines() if line.startswith("tacit_scored_texts_total"))
     assert float(scored.split()[-1]) >= len(TEXTS)
     assert "tacit_model_version 7.0" in exposition
+
+
+def test_a_lone_surrogate_is_refused_not_a_server_error(client: TestClient) -> None:
+    body = '{"query": ["fine", "broken \\ud800 text"]}'
+
+    response = client.post("/get_reward", content=body, headers={"content-type": "application/json"})
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "query", 1]
+
+
+def test_a_refusal_does_not_echo_a_large_input(client: TestClient) -> None:
+    too_long = "x" * 250_000  # over the per-text limit: the error is about this very value
+
+    response = client.post("/v1/score", json={"items": [{"text": too_long}]})
+
+    assert response.status_code == 422
+    assert len(response.content) < 2_000
