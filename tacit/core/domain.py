@@ -29,6 +29,7 @@ class SatisfactionLevel(enum.IntEnum):
 
 
 MAX_CONTENT_CHARS = 200_000
+MAX_METADATA_DEPTH = 32  # JSON serialisers stop near 255 levels; nothing real nests this deep
 
 # A tenant name: also the first part of every Kafka key (``tenant:conversation``), hence no colon.
 Tenant = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")]
@@ -66,6 +67,13 @@ class ChatEvent(BaseModel):
         except OverflowError:
             raise ValueError("must lie between the years 1 and 9999 in UTC") from None
 
+    @field_validator("metadata")
+    @classmethod
+    def _shallow(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if _depth(value) > MAX_METADATA_DEPTH:
+            raise ValueError(f"nested too deep (more than {MAX_METADATA_DEPTH} levels)")
+        return value
+
     @model_validator(mode="after")
     def _storable(self) -> ChatEvent:
         """Reject what PostgreSQL cannot store, here rather than as a failing database batch later."""
@@ -79,6 +87,14 @@ class ChatEvent(BaseModel):
     def key(self) -> str:
         """Kafka key: every message of a conversation lands on the same partition, in order."""
         return f"{self.tenant}:{self.conversation_id}"
+
+
+def _depth(value: Any, limit: int = MAX_METADATA_DEPTH + 1) -> int:
+    """Levels of nested objects and lists in ``value``, counted up to ``limit`` (no deeper recursion)."""
+    if limit <= 0 or not isinstance(value, (dict, list)):
+        return 0
+    items = value.values() if isinstance(value, dict) else value
+    return 1 + max((_depth(item, limit - 1) for item in items), default=0)
 
 
 def _strings(value: Any) -> Iterator[str]:

@@ -47,6 +47,20 @@ def test_bad_records_are_rejected_with_a_reason(value, reason):
     assert reason in result.reason
 
 
+def nested(depth: int) -> dict:
+    value: dict = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+def test_deeply_nested_metadata_is_refused_before_anything_is_sent():
+    result = parse_event(json.dumps(good(metadata=nested(300))).encode(), b"acme:c1")
+
+    assert isinstance(result, Rejection) and "metadata" in result.reason and "deep" in result.reason
+    assert encode_event(ChatEvent(**good(metadata=nested(31))))  # a reasonable depth still travels
+
+
 def test_timestamps_are_stored_in_utc():
     event = ChatEvent(**good(timestamp="2026-01-02T03:04:05+02:00"))
     assert event.timestamp.isoformat() == "2026-01-02T01:04:05+00:00"
