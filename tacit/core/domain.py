@@ -29,6 +29,8 @@ class SatisfactionLevel(enum.IntEnum):
 
 
 MAX_CONTENT_CHARS = 200_000
+# Kafka's default message.max.bytes is 1 MiB; an event over it can never be sent, however often it is retried.
+MAX_EVENT_BYTES = 1_000_000
 MAX_METADATA_DEPTH = 32  # JSON serialisers stop near 255 levels; nothing real nests this deep
 
 # A tenant name: also the first part of every Kafka key (``tenant:conversation``), hence no colon.
@@ -76,11 +78,17 @@ class ChatEvent(BaseModel):
 
     @model_validator(mode="after")
     def _storable(self) -> ChatEvent:
-        """Reject what PostgreSQL cannot store, here rather than as a failing database batch later."""
+        """Reject what PostgreSQL cannot store or Kafka carry, here rather than as a failing batch later."""
+        characters = 0
         for text in _strings(tuple(vars(self).values())):  # the field values, without a costly model_dump
             if "\x00" in text:
                 raise ValueError("text must not contain NUL characters")
             text.encode("utf-8")  # a lone surrogate raises UnicodeEncodeError, a ValueError
+            characters += len(text)
+        # JSON takes at most six bytes a character (\uXXXX): only a large event is serialised to measure it.
+        if 6 * characters + 4096 > MAX_EVENT_BYTES and (size := len(self.model_dump_json())) > MAX_EVENT_BYTES:
+            raise ValueError(f"the event is {size:,} bytes as JSON, over the {MAX_EVENT_BYTES:,} a Kafka message "
+                             "may carry; shorten its content or metadata")
         return self
 
     @property

@@ -61,6 +61,16 @@ def test_deeply_nested_metadata_is_refused_before_anything_is_sent():
     assert encode_event(ChatEvent(**good(metadata=nested(31))))  # a reasonable depth still travels
 
 
+@pytest.mark.parametrize("fields", [
+    {"content": "\u0001" * 199_000},  # within the character limit, six bytes each as JSON
+    {"metadata": {"pasted": "x" * 5_000_000}},
+])
+def test_an_event_over_kafkas_message_size_is_refused_not_retried(fields):
+    result = parse_event(json.dumps(good(**fields)).encode(), b"acme:c1")
+
+    assert isinstance(result, Rejection) and "bytes" in result.reason
+
+
 def test_timestamps_are_stored_in_utc():
     event = ChatEvent(**good(timestamp="2026-01-02T03:04:05+02:00"))
     assert event.timestamp.isoformat() == "2026-01-02T01:04:05+00:00"

@@ -221,3 +221,18 @@ def test_real_oasst_trees_become_every_root_to_leaf_path():
 def test_replay_refuses_a_bad_tenant_before_connecting(tmp_path):
     with pytest.raises(TacitError, match="tenant 'a:b'"):
         replay(SAMPLE_CONVERSATIONS, TacitSettings(data_dir=tmp_path), "127.0.0.1:1", ReplayOptions(tenant="a:b"))
+
+
+def test_a_conversation_too_large_for_kafka_is_skipped_and_the_rest_read(tmp_path):
+    path = tmp_path / "chats.jsonl"
+    conversations = [{"conversation_id": f"c{i}", "messages": [
+        {"role": "user", "content": "\u0001" * 199_000 if i == 3 else "hello"},
+        {"role": "assistant", "content": "hi"}]} for i in range(7)]
+    path.write_text("\n".join(json.dumps(c) for c in conversations))
+    report = ImportReport()
+
+    read = list(read_conversations(path, "acme", report, "tacit"))
+
+    assert len(read) == 6
+    [reason] = report.skipped
+    assert "bytes as JSON" in reason
