@@ -1,7 +1,10 @@
 """What the worker does to personal data before anything is labeled or stored.
 
-Message texts lose e-mail addresses, payment card numbers, IP addresses and phone numbers (each replaced by
-a tag such as ``[EMAIL]``, so a labeler still sees that something was there). User ids become an HMAC whose
+Message texts lose e-mail addresses, payment card numbers, IP addresses, phone numbers and credentials (API
+keys and tokens of the common services; each replaced by a tag such as ``[EMAIL]``, so a labeler still
+sees that something was there). Numbers that are not personal stay as they are: dates, decimals, versions,
+ISBNs, bare digit runs (ids, numbers in code), the loopback and unspecified addresses of code, because a
+rewritten assistant reply loses its content for good. User ids become an HMAC whose
 key is derived from a secret and the tenant: the same user keeps the same pseudonym within a tenant (the
 trainer splits by user), two tenants never share one, and without the secret a pseudonym can't be reversed
 by hashing guessed ids. Both steps are deterministic, so a redelivered event is rewritten identically and
@@ -19,10 +22,22 @@ from tacit.core.domain import ChatEvent
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w-])")
-IPV4 = re.compile(r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\w.])")
+IPV4 = re.compile(r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?!\w|\.\d)")
 IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}(?![\w:])")
 DIGIT = re.compile(r"\d")
-PHONE = re.compile(r"(?<![\w+])\+?\(?\d{1,4}\)?(?:[ .-]?\(?\d{2,4}\)?){2,5}(?!\w)")
+PHONE = re.compile(r"(?<![\w+.-])\+?\(?\d{1,4}\)?(?:[ .-]?\(?\d{2,4}\)?){2,5}(?!\w)")
+SECRET = re.compile(
+    r"\bsk-[A-Za-z0-9_-]{20,}"  # OpenAI, Anthropic
+    r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"  # AWS access key ids
+    r"|\bgh[pousr]_[A-Za-z0-9]{30,}|\bgithub_pat_[A-Za-z0-9_]{30,}"  # GitHub
+    r"|\bxox[abposr]-[A-Za-z0-9-]{10,}"  # Slack
+    r"|\bAIza[0-9A-Za-z_-]{35}"  # Google API keys
+    r"|\btk_[0-9a-f]{12}_[A-Za-z0-9_-]{43}"  # Tacit's own API keys
+    r"|\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"  # JSON web tokens
+)
+SECRET_MARKS = ("sk-", "AKIA", "ASIA", "gh", "github_pat_", "xox", "AIza", "tk_", "eyJ")
+NOT_PHONE = re.compile(r"\d{4}-\d{2}-\d{2}|\d\.\d{5}")  # an ISO date, a long decimal
+CODE_ADDRESSES = ("0.0.0.0", "127.")  # bind-all and loopback: in code, never a person's address
 
 
 def _luhn(digits: str) -> bool:
@@ -39,21 +54,35 @@ def _card(match: re.Match[str]) -> str:
 
 
 def _phone(match: re.Match[str]) -> str:
-    return "[PHONE]" if 7 <= len(re.sub(r"\D", "", match.group())) <= 15 else match.group()  # E.164
+    """E.164 lengths, written as phones are: with separators or a leading +. A bare run of digits is an id or
+    a number in code far more often than a phone; ISO dates, long decimals and ISBN-13s are kept."""
+    text = match.group()
+    digits = re.sub(r"\D", "", text)
+    isbn = len(digits) == 13 and digits.startswith(("978", "979")) and "-" in text
+    if not 7 <= len(digits) <= 15 or text.isdigit() or isbn or NOT_PHONE.search(text):
+        return text
+    return "[PHONE]"
+
+
+def _ip(match: re.Match[str]) -> str:
+    return match.group() if match.group().startswith(CODE_ADDRESSES) else "[IP]"
 
 
 def redact(text: str) -> str:
-    """Cards before phones: both are runs of digits, and a card number is the more specific match.
+    """Credentials first (a key may hold digits), cards before phones: both are runs of digits, and a card
+    number is the more specific match.
 
-    Every pattern needs an ``@``, a digit or (IPv6, which may have no digit: ``fe80:...:cafe``) a colon, and
+    Every pattern but the credentials' (which have their own marks) needs an ``@``, a digit or (IPv6, which may have no digit: ``fe80:...:cafe``) a colon, and
     most chat messages have none of them: checking first skips the regex scans that were the larger part of
     the worker's per-message cost. The order of the substitutions is the same either way.
     """
+    if any(mark in text for mark in SECRET_MARKS):
+        text = SECRET.sub("[SECRET]", text)
     if "@" in text:
         text = EMAIL.sub("[EMAIL]", text)
     digits = DIGIT.search(text) is not None
     if digits:
-        text = IPV4.sub("[IP]", CARD.sub(_card, text))
+        text = IPV4.sub(_ip, CARD.sub(_card, text))
     if ":" in text:
         text = IPV6.sub("[IP]", text)
     return PHONE.sub(_phone, text) if digits else text

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from itertools import islice
 
 from tacit.core.domain import FeedbackCandidate
-from tacit.core.privacy import EMAIL, IPV4, IPV6, PHONE
+from tacit.core.privacy import redact
 
 MAX_HISTORY_MESSAGES = 20
 MIN_RESPONSE_WORDS = 10
@@ -30,8 +30,7 @@ Filter = Callable[[FeedbackCandidate], str | None]
 _HAN = "\u3400-\u9fff\uf900-\ufaff"
 _WORD = re.compile(rf"[{_HAN}]|[^\W\d_{_HAN}]+(?:'[^\W\d_{_HAN}]+)?|\d+")
 # The tags the worker's redaction leaves (ingest/privacy.py), and the raw forms where redaction is off.
-_PII_TAG = re.compile(r"\[(?:EMAIL|CARD|IP|PHONE)\]")
-_PII_RAW = (EMAIL, IPV4, IPV6, PHONE)
+_PII_TAG = re.compile(r"\[(?:EMAIL|CARD|IP|PHONE|SECRET)\]")
 
 
 def _asks(*patterns: str) -> re.Pattern[str]:
@@ -83,9 +82,10 @@ def missing_attachment(candidate: FeedbackCandidate) -> str | None:
 
 
 def personal_data(candidate: FeedbackCandidate) -> str | None:
-    """In the user's messages, where personal data comes from: as redaction tags, or raw if not redacted."""
+    """In the user's messages, where personal data comes from: as redaction tags, or raw if not redacted
+    (judged exactly as redaction judges it, so a date or a decimal is not a phone number here either)."""
     texts = [m.content for m in (candidate.query, candidate.followup) if m]
-    found = any(_PII_TAG.search(text) or any(p.search(text) for p in _PII_RAW) for text in texts)
+    found = any(_PII_TAG.search(text) or redact(text) != text for text in texts)
     return "personal data" if found else None
 
 

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tacit.core.domain import ChatEvent
-from tacit.core.privacy import CARD, EMAIL, IPV4, IPV6, PHONE, Privacy, _card, _phone, redact
+from tacit.core.privacy import CARD, EMAIL, IPV4, IPV6, PHONE, SECRET, Privacy, _card, _ip, _phone, redact
 
 
 @pytest.mark.parametrize(
@@ -18,6 +18,14 @@ from tacit.core.privacy import CARD, EMAIL, IPV4, IPV6, PHONE, Privacy, _card, _
         ("server 192.168.10.254 is down", "server [IP] is down"),
         ("v6 2001:0db8:85a3:0000:0000:8a2e:0370:7334 too", "v6 [IP] too"),
         ("v6 without digits dead:beef:cafe:babe:dead:beef:cafe:face", "v6 without digits [IP]"),
+        ("the server is 10.1.2.3.", "the server is [IP]."),  # an address ending a sentence
+        ("key sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv", "key [SECRET]"),
+        ("AWS AKIAIOSFODNN7EXAMPLE in the config", "AWS [SECRET] in the config"),
+        ("token ghp_" + "a1B2c3D4e5" * 4 + " leaked", "token [SECRET] leaked"),
+        ("slack xoxb-1234567890-0987654321-AbCdEfGhIjKl", "slack [SECRET]"),
+        ("tacit tk_0123456789ab_" + "A" * 43 + ".", "tacit [SECRET]."),
+        ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+         "jwt [SECRET]"),
     ],
 )
 def test_personal_data_is_replaced_by_a_tag(text, expected):
@@ -28,6 +36,11 @@ def test_personal_data_is_replaced_by_a_tag(text, expected):
     "order 12345678901234567 shipped",  # 17 digits failing the Luhn check: no card, too long for a phone
     "version 3.11.4, in 2024, 42 items, 10.5%",
     "x = 1e-9 and 1.0.0.1.2",
+    "start_date='2005-01-01' and end 2024-01-15T10:30:00",  # dates, in code or prose
+    "pi is 3.14159265358979 and e 2.718281828459045",  # long decimals
+    "app.run(host='0.0.0.0') or 127.0.0.1:8000",  # the unspecified and loopback addresses of code
+    "ISBN 978-3-16-148410-0, and the id 1234567890123",  # an ISBN, a bare run of digits
+    "sk-learn and scikit-learn, task-1234",  # words that only look like keys
 ])
 def test_ordinary_numbers_are_kept(text):
     assert redact(text) == text
@@ -39,13 +52,13 @@ def event(**changes) -> ChatEvent:
 
 
 def _every_pattern_on_every_text(text: str) -> str:
-    text = EMAIL.sub("[EMAIL]", text)
+    text = EMAIL.sub("[EMAIL]", SECRET.sub("[SECRET]", text))
     text = CARD.sub(_card, text)
-    text = IPV6.sub("[IP]", IPV4.sub("[IP]", text))
+    text = IPV6.sub("[IP]", IPV4.sub(_ip, text))
     return PHONE.sub(_phone, text)
 
 
-PII_PIECES = st.sampled_from(["a@b.io", "4111 1111 1111 1111", "10.0.0.1", "+1 415 555 0132", ":", "@", "7",
+PII_PIECES = st.sampled_from(["sk-" + "a" * 24, "tk_", "eyJ", "a@b.io", "4111 1111 1111 1111", "10.0.0.1", "+1 415 555 0132", ":", "@", "7",
                               "dead:beef:cafe:babe:dead:beef:cafe:face", " ", "x", ".", "-"])
 
 
