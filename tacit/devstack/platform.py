@@ -7,6 +7,7 @@ started itself, leaving alone what was already running.
 
 from __future__ import annotations
 
+import signal
 import time
 from contextlib import ExitStack
 
@@ -23,7 +24,14 @@ POLL_S = 5.0
 ALWAYS_ON = ("worker", "gateway")  # the scoring service joins once a champion exists
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM (systemd, Docker, Kubernetes) stops everything as Ctrl-C does
+
+
 def run(settings: TacitSettings, console: Console) -> None:
+    """Until Ctrl-C or SIGTERM; then the gateway (intake) stops first, the worker drains its batch, then the
+    stack components this run started."""
+    signal.signal(signal.SIGTERM, _interrupt)
     already_running = {name for name, record in read_state(settings).items() if record.alive()}
     endpoints = stack.up(settings, report=console.print)
     logs = settings.data_dir / "logs"
