@@ -67,6 +67,9 @@ class TacitSettings(BaseSettings):
     sink_batch_seconds: float = Field(0.5, gt=0, description="Longest wait before a partial batch flushes.")
     worker_metrics_port: int | None = Field(
         9108, ge=0, le=65535, description="Port of the worker's Prometheus /metrics; unset: no endpoint.")
+    worker_metrics_host: str = Field(
+        "127.0.0.1", description="Bind address of the worker's /metrics (0.0.0.0 where Prometheus scrapes it "
+        "from another host, e.g. in a pod).")
 
     # --- ingest: privacy ---
     redact_pii: bool = Field(True, description="Replace e-mails, card numbers, IPs, phones in stored text.")

@@ -60,5 +60,5 @@ def run_worker(settings: TacitSettings, kafka_bootstrap: str, database_url: str,
     metrics = WorkerMetrics()
     app = create_app(settings, kafka_bootstrap, database_url, metrics)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
-    metrics.serve(settings.worker_metrics_port)  # after the Worker set up logging, so its message is seen
+    metrics.serve(settings.worker_metrics_port, settings.worker_metrics_host)  # after the Worker set up logging, so its message is seen
     worker.execute_from_commandline()

@@ -35,14 +35,14 @@ class WorkerMetrics:
                          registry=self.registry)
         self.registry.register(UNPARSEABLE_ANSWERS)  # the LLM labeler's and refusal validator's, if configured
 
-    def serve(self, port: int | None) -> None:
+    def serve(self, port: int | None, host: str = "127.0.0.1") -> None:
         """Expose /metrics; a port already taken (a second worker on this host) costs the endpoint, not the worker."""
         if port is None:
             return
         try:
-            start_http_server(port, addr="0.0.0.0", registry=self.registry)
+            start_http_server(port, addr=host, registry=self.registry)
         except OSError as exc:
             log.warning("no /metrics for this worker: port %d: %s (set TACIT_WORKER_METRICS_PORT to a free port)",
                         port, exc)
             return
-        log.info("Prometheus metrics on http://0.0.0.0:%d/metrics", port)
+        log.info("Prometheus metrics on http://%s:%d/metrics", host, port)

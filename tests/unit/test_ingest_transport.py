@@ -178,3 +178,17 @@ def test_a_record_lost_on_the_way_makes_the_partition_read_again(consumer, monke
     assert asyncio.run(commit_after(transport.LOST_AFTER_S - 1)) is None and consumer.seeks == []
     assert asyncio.run(commit_after(1)) is None and consumer.seeks == [(SOURCE, 30)]
     assert consumer._positions.expected(SOURCE) == 30
+
+
+def test_worker_metrics_listen_on_loopback_unless_configured() -> None:
+    import psutil
+
+    from tacit.devstack.stack import free_port
+    from tacit.ingest.metrics import WorkerMetrics
+
+    port = free_port()
+    WorkerMetrics().serve(port)
+
+    listening = {(c.laddr.ip, c.laddr.port) for c in psutil.net_connections("tcp")
+                 if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
+    assert listening == {("127.0.0.1", port)}
