@@ -74,7 +74,7 @@ class TrainConfig:
     save_every: int = 0  # steps between resumable training states; 0: none
     lora_rank: int = 0  # > 0: train LoRA adapters of this rank (and the head) instead of every weight
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% slower
-    label_scheme: str = "wildfb"
+    label_scheme: str = "five"  # the quality benchmark: neutral items kept rank and calibrate better than dropped
     head: Head = "coral"
     layout: Layout = "compact"
     seed: int = 0

@@ -73,8 +73,8 @@ def test_ray_training_evaluates_gates_and_registers(isolated: TacitSettings, eng
 
     model = AutoModelForSequenceClassification.from_pretrained(version.artifact_uri)
     assert Path(version.artifact_uri).is_relative_to(isolated.models_dir)
-    assert model.config.tacit["levels"] == [1, 2, 4, 5]
-    assert model.config.num_labels == 3
+    assert model.config.tacit["levels"] == [1, 2, 3, 4, 5]
+    assert model.config.num_labels == 4
     card = (Path(version.artifact_uri) / "README.md").read_text()
     assert f"# Tacit reward model, version {first}" in card and "**promoted** (no champion yet)" in card
     assert f"{run.num_examples} examples" in card and "| holdout_qwk |" in card
@@ -103,4 +103,4 @@ def test_two_ray_train_workers_train_data_parallel(isolated: TacitSettings, engi
         run = session.get(TrainingRun, version.training_run_id)
     assert run.params["workers"] == 2 and run.ray_job_id
     model = AutoModelForSequenceClassification.from_pretrained(version.artifact_uri)
-    assert model.config.tacit["levels"] == [1, 2, 4, 5]
+    assert model.config.tacit["levels"] == [1, 2, 3, 4, 5]

@@ -173,7 +173,8 @@ def examples(count: int) -> list[RewardExample]:
 
 
 # float32: exact, repeatable numbers on any machine (``auto`` trains in bf16 where the hardware has it).
-TINY = TrainConfig(steps=6, batch_size=8, max_length=64, holdout_fraction=0.2, precision="float32")
+TINY = TrainConfig(steps=6, batch_size=8, max_length=64, holdout_fraction=0.2, precision="float32",
+                   label_scheme="wildfb")
 
 
 @pytest.fixture(scope="module")
