@@ -51,6 +51,7 @@ class Summary:
     artifact: str = ""
     pairs: int = 0
     pairwise_accuracy: float = 0.0
+    longer_wins: float = 0.0  # the same pairs judged by length alone: the bar a reward model must clear
 
 
 @contextmanager
@@ -128,6 +129,7 @@ def _pipeline(settings: TacitSettings, console: Console, summary: Summary, limit
         from tacit.model.client import ScoringClient
         from tacit.serving.server import start_in_background
         from tacit.trainer.evaluate import load_hh_pairs, pairwise_accuracy
+        from tacit.trainer.quality import longer_wins
 
         pairs = load_hh_pairs(HELDOUT_PAIRS)
         _, api_key = create(engine, "demo", "tacit demo")
@@ -136,6 +138,7 @@ def _pipeline(settings: TacitSettings, console: Console, summary: Summary, limit
             with ScoringClient(server.url, api_key=api_key) as client:
                 summary.pairs = len(pairs)
                 summary.pairwise_accuracy = pairwise_accuracy(client.get_reward, pairs)
+                summary.longer_wins = longer_wins(pairs)
     engine.dispose()
 
 
@@ -184,6 +187,7 @@ def _print_summary(settings: TacitSettings, console: Console, summary: Summary) 
             table.add_row(f"  {name.replace('_', ' ')}", f"{value:.3f}" if isinstance(value, float) else str(value))
     table.add_row("held-out HH-RLHF pairs scored", str(summary.pairs))
     table.add_row("pairwise accuracy (chance 0.500)", f"{summary.pairwise_accuracy:.3f}")
+    table.add_row("  the longer reply wins, same pairs", f"{summary.longer_wins:.3f}")
     for name, seconds in summary.timings.items():
         table.add_row(f"  time: {name}", f"{seconds:.1f}s")
     console.print(table)
