@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="all", help="learning curve, e.g. 1000,3000,all")
     parser.add_argument("--recipe", action="append", help="instead of the recipes above (NAME:SETTING=VALUE,...)")
     parser.add_argument("--max-pairs", type=int, default=200)
+    parser.add_argument("--no-bradley-terry", action="store_true", help="skip the Bradley-Terry reference")
     parser.add_argument("--out", type=Path, default=Path("bench-results/quality"))
     args = parser.parse_args()
 
@@ -42,6 +43,8 @@ def main() -> None:
         parser.error(f"missing benchmark data: {', '.join(map(str, missing))} (pass --shared)")
     command = ["eval", "quality", "--steps", str(args.steps), "--seeds", str(args.seeds), "--sizes", args.sizes,
                "--max-pairs", str(args.max_pairs), "--out", str(args.out)]
+    if args.no_bradley_terry:
+        command.append("--no-bradley-terry")
     for path in pairs:
         command += ["--pairs", str(path)]
     for recipe in args.recipe or RECIPES:
