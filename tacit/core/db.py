@@ -8,6 +8,7 @@ exactly-once rows.
 from __future__ import annotations
 
 import enum
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -256,7 +257,15 @@ class PersonaRow(Base):
 CONNECT_TIMEOUT_S = 10
 
 
+def with_driver(url: str) -> str:
+    """``postgresql://`` and ``postgres://`` (the form of CloudNativePG's and most hosts' ``uri`` secrets) name
+    no driver, and SQLAlchemy would pick psycopg2, which Tacit does not install: they get psycopg 3. The
+    query (``sslmode``, ``sslrootcert``...) passes through to libpq unchanged."""
+    return re.sub(r"^postgres(?:ql)?://", "postgresql+psycopg://", url)
+
+
 def make_engine(url: str) -> Engine:
+    url = with_driver(url)
     postgres = make_url(url).get_backend_name() == "postgresql"  # tests also build SQLite engines here
     connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if postgres else {}
     return create_engine(url, pool_pre_ping=True, future=True, connect_args=connect_args)
@@ -273,7 +282,7 @@ def alembic_config(url: str):
 
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
-    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    config.set_main_option("sqlalchemy.url", with_driver(url).replace("%", "%%"))
     return config
 
 
