@@ -6,7 +6,7 @@ import enum
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -54,7 +54,7 @@ class ChatEvent(BaseModel):
     content: str = Field(max_length=MAX_CONTENT_CHARS)
     user_id: str | None = Field(None, max_length=256)
     assistant_model: str | None = Field(None, max_length=256)
-    timestamp: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
     language: str | None = Field(None, max_length=32)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -63,9 +63,9 @@ class ChatEvent(BaseModel):
     def _utc(cls, value: datetime) -> datetime:
         """In UTC (a naive time is taken as UTC). A time whose UTC instant falls outside years 1-9999 is
         refused: PostgreSQL would store it, but no later read of it (training, relabel) could."""
-        aware = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
         try:
-            return aware.astimezone(timezone.utc)
+            return aware.astimezone(UTC)
         except OverflowError:
             raise ValueError("must lie between the years 1 and 9999 in UTC") from None
 

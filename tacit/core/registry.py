@@ -32,6 +32,7 @@ from tacit.core.db import (
 )
 from tacit.core.endpoints import endpoint
 from tacit.core.errors import TacitError
+from tacit.core.kafka import client_options
 from tacit.core.settings import TacitSettings
 
 logger = logging.getLogger(__name__)
@@ -205,11 +206,11 @@ def _notify(session: Session, version: ModelVersion) -> dict[str, Any]:
     return event
 
 
-async def _send(bootstrap: str, topic: str, event: dict[str, Any]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+async def _send(bootstrap: str, settings: TacitSettings, event: dict[str, Any]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", **client_options(settings))
     await producer.start()
     try:
-        await producer.send_and_wait(topic, json.dumps(event).encode(), key=b"model")
+        await producer.send_and_wait(settings.model_events_topic, json.dumps(event).encode(), key=b"model")
     finally:
         await producer.stop()
 
@@ -218,6 +219,6 @@ def _publish(settings: TacitSettings, event: dict[str, Any]) -> None:
     """Produce ``event`` to ``settings.model_events_topic``. The promotion is already committed, so a
     broker that cannot be reached is reported, not raised: the NOTIFY listeners have the event."""
     try:
-        asyncio.run(_send(endpoint(settings, "kafka"), settings.model_events_topic, event))
+        asyncio.run(_send(endpoint(settings, "kafka"), settings, event))
     except Exception as exc:  # noqa: BLE001 - any broker failure leaves the committed promotion valid
         logger.warning("Version %s is promoted, but announcing it on Kafka failed: %s", event["version"], exc)

@@ -41,6 +41,21 @@ class TacitSettings(BaseSettings):
 
     # --- external endpoints; unset means "use the embedded stack" ---
     kafka_bootstrap: str | None = Field(None, description="host:port[,host:port]; unset: embedded Tansu.")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How every Kafka client of Tacit (worker, gateway, replay, registry) connects.")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism for the SASL_* protocols (Strimzi's KafkaUser: SCRAM-SHA-512).")
+    kafka_sasl_username: str | None = Field(None, description="SASL user.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password.")
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle that signed the brokers' certificates.")
+    kafka_ssl_certfile: Path | None = Field(None, description="Client certificate (mutual TLS).")
+    kafka_ssl_keyfile: Path | None = Field(None, description="Client certificate's private key.")
+    kafka_replication_factor: int = Field(1, ge=1, description="Replicas of every topic Tacit creates (3 in production).")
+    kafka_min_insync_replicas: int | None = Field(
+        None, ge=1, description="min.insync.replicas of the topics Tacit creates; unset: the broker's default.")
+    kafka_create_topics: bool = Field(
+        True, description="Create missing topics; false: they are the platform's (e.g. Strimzi KafkaTopics) and "
+        "a missing one is an error naming it.")
     database_url: str | None = Field(None, description="SQLAlchemy URL; unset: embedded PostgreSQL.")
     ray_address: str | None = Field(
         None,

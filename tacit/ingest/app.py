@@ -5,7 +5,7 @@ from __future__ import annotations
 import faust
 
 from tacit.core.db import make_engine
-from tacit.core.kafka import ensure_topics
+from tacit.core.kafka import credentials, ensure_topics
 from tacit.core.settings import TacitSettings
 from tacit.ingest.agents import ChatEventsAgent
 from tacit.ingest.metrics import WorkerMetrics
@@ -21,6 +21,8 @@ def faust_app(settings: TacitSettings, kafka_bootstrap: str, app_id: str) -> fau
     return App(
         app_id,
         broker=f"kafka://{kafka_bootstrap}",
+        broker_credentials=credentials(settings),
+        topic_replication_factor=settings.kafka_replication_factor,
         store="memory://",  # table state lives in the changelog topic and is rebuilt from it on start
         datadir=str(settings.data_dir / "faust"),
         topic_partitions=settings.partitions,

