@@ -116,7 +116,8 @@ class TacitSettings(BaseSettings):
     )
     schedule_cron: str | None = Field(None, description="Retrain on this cron expression (UTC).")
     schedule_min_new_labels: int | None = Field(
-        None, ge=1, description="Retrain once this many labels arrived since the last run."
+        1000, ge=1, description="Retrain once this many labels arrived since the last run (`tacit schedule`, "
+        "`tacit up`); unset: only on the cron expression."
     )
 
     # --- serving ---

@@ -1,7 +1,9 @@
 """``tacit up``: the platform running continuously on the embedded stack until interrupted.
 
-Starts the stack (what is not running yet), a stream worker, the ingest gateway and, as soon as a champion
-model exists, the scoring service; restarts a child that dies; on Ctrl-C stops its children and the stack components that it
+Starts the stack (what is not running yet), a stream worker, the ingest gateway, the retraining schedule
+(`tacit schedule`: a run once TACIT_SCHEDULE_MIN_NEW_LABELS new labels arrived, or on TACIT_SCHEDULE_CRON)
+and, as soon as a champion model exists, the scoring service, so the loop from chat logs to a served model
+closes by itself; restarts a child that dies; on Ctrl-C stops its children and the stack components that it
 started itself, leaving alone what was already running.
 """
 
@@ -21,7 +23,7 @@ from tacit.devstack import stack
 from tacit.devstack.processes import log_tail, stop, tacit_child
 
 POLL_S = 5.0
-ALWAYS_ON = ("worker", "gateway")  # the scoring service joins once a champion exists
+ALWAYS_ON = ("worker", "gateway", "schedule")  # the scoring service joins once a champion exists
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -1,4 +1,5 @@
-"""`tacit up` on a fresh data directory: it starts the stack, a worker and the gateway; Ctrl-C or SIGTERM stops all."""
+"""`tacit up` on a fresh data directory: it starts the stack, a worker, the gateway and the retraining schedule;
+Ctrl-C or SIGTERM stops all."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def test_up_runs_until_interrupted_and_stops_what_it_started(tmp_path: Path, sto
     try:
         deadline = time.monotonic() + 120
         output = ""
-        while "gateway: started" not in output and time.monotonic() < deadline and proc.poll() is None:
+        while "schedule: started" not in output and time.monotonic() < deadline and proc.poll() is None:
             output += proc.stdout.readline()
         assert "worker: started" in output and "gateway: started" in output, output
         wait_until(lambda: answers(f"http://127.0.0.1:{gateway_port}/healthz"), "the gateway",
@@ -51,6 +52,7 @@ def test_up_runs_until_interrupted_and_stops_what_it_started(tmp_path: Path, sto
         commands = [" ".join(child.cmdline()) for child in children]
         assert any("tacit worker" in command for command in commands), commands
         assert any("tacit gateway" in command for command in commands), commands
+        assert any("tacit schedule" in command for command in commands), commands  # the loop closes
 
         proc.send_signal(stop_signal)
         output += proc.communicate(timeout=90)[0]
