@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import itertools
 import tempfile
 import time
@@ -105,6 +106,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
     events = chat_events(args.events)
+    os.environ["TACIT_API_RATE_PER_SECOND"] = "1e9"  # the gateway's capacity is measured, not the key's budget
     with tempfile.TemporaryDirectory(prefix="tacit-bench-gateway-") as data_dir:
         settings = TacitSettings(data_dir=Path(data_dir), gateway_port=stack.free_port())
         try:

@@ -136,7 +136,7 @@ class TacitSettings(BaseSettings):
         None, description="int8: dynamic int8 Linear layers (CPU only); unset: the model in `precision`."
     )
 
-    # --- API keys and the ingest gateway (issues 3 and 6) ---
+    # --- API keys and the ingest gateway ---
     require_api_keys: bool = Field(
         True, description="The scoring service refuses requests without a valid key (the gateway always does)."
     )
@@ -144,6 +144,10 @@ class TacitSettings(BaseSettings):
         5.0, ge=0, description="How long a checked key is trusted without asking Postgres: a revoke takes this long."
     )
     api_key: SecretStr | None = Field(None, description="The key that `tacit score` sends to the scoring service.")
+    api_rate_per_second: float | None = Field(
+        50.0, gt=0, description="Requests per second each API key may make to the gateway and to the scoring "
+        "service (each its own budget); over it: 429 with Retry-After. Unset: no limit.")
+    api_rate_burst: int = Field(100, ge=1, description="Requests a key may make at once after a quiet spell.")
     gateway_host: str = Field("127.0.0.1", description="Bind address of the ingest gateway.")
     gateway_port: int = Field(8080, ge=0, le=65535, description="Port of the ingest gateway.")
     gateway_max_batch: int = Field(500, ge=1, description="Most events in one POST /v1/events.")

@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from tacit.core.api_auth import KeyTenant
+from tacit.core.api_auth import KeyTenant, rate_limiter
 from tacit.core.apikeys import KeyVerifier
 from tacit.core.db import make_engine
 from tacit.core.domain import ChatEvent, describe_validation_error
@@ -100,6 +100,7 @@ def create_app(settings: TacitSettings, keys: KeyVerifier, bootstrap: str) -> Fa
 
     app = FastAPI(title="Tacit ingest gateway", lifespan=lifespan)
     app.state.api_keys = keys
+    app.state.rate_limiter = rate_limiter(settings.api_rate_per_second, settings.api_rate_burst, metrics.registry)
 
     @app.middleware("http")
     async def count_responses(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

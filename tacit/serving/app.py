@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Respons
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from tacit.core.api_auth import authenticate
+from tacit.core.api_auth import authenticate, rate_limiter
 from tacit.core.apikeys import KeyVerifier
 from tacit.core.settings import TacitSettings
 from tacit.model.schema import (
@@ -201,6 +201,8 @@ def create_app(
     app.add_exception_handler(RequestValidationError, refuse_invalid_request)
     app.state.service = state
     app.state.api_keys = keys
+    app.state.rate_limiter = rate_limiter(settings.api_rate_per_second, settings.api_rate_burst,
+                                          state.metrics.registry)
     app.include_router(scoring, dependencies=[Depends(authenticate)] if keys is not None else [])
     app.include_router(probes)
     return app

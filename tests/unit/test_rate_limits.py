@@ -1,0 +1,57 @@
+"""Per-key rate limits: a token bucket on an injected clock, and the 429 a scoring client gets over it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
+from sqlalchemy import create_engine
+
+from tacit.core import apikeys
+from tacit.core.api_auth import KeyRateLimiter
+from tacit.core.db import ApiKey
+from tacit.core.settings import TacitSettings
+from tacit.model.scoring import RewardScorer
+from tacit.serving.app import create_app
+from tacit.serving.model import ServedModel
+from tests.helpers.serving import TACIT_SPEC, save_tiny_checkpoint
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_each_key_has_its_own_bucket_that_refills_at_the_rate() -> None:
+    clock = Clock()
+    limiter = KeyRateLimiter(rate=2.0, burst=3, registry=CollectorRegistry(), clock=clock)
+
+    assert [limiter.wait("a") for _ in range(3)] == [0.0, 0.0, 0.0]  # the burst
+    assert limiter.wait("a") == pytest.approx(0.5)  # one token takes half a second at 2/s
+    assert limiter.wait("b") == 0.0  # another key is not held back by the first
+    clock.now = 0.5
+    assert limiter.wait("a") == 0.0
+    assert limiter.refused._value.get() == 1
+
+
+def test_a_key_over_its_rate_gets_429_with_retry_after(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'keys.db'}")
+    ApiKey.__table__.create(engine)
+    _, key = apikeys.create(engine, "acme")
+    settings = TacitSettings(api_rate_per_second=0.01, api_rate_burst=2, precision="float32")
+    scorer = RewardScorer.load(save_tiny_checkpoint(tmp_path / "model", 3, TACIT_SPEC), settings)
+    app = create_app(ServedModel(scorer, 1), settings, keys=apikeys.KeyVerifier(engine, ttl_s=60))
+
+    with TestClient(app) as client:
+        answers = [client.post("/get_reward", json={"query": ["hi"]}, headers={"X-API-Key": key})
+                   for _ in range(3)]
+
+    assert [answer.status_code for answer in answers] == [200, 200, 429]
+    assert int(answers[2].headers["Retry-After"]) >= 1
+    assert "requests/s" in answers[2].json()["detail"]
+    engine.dispose()
