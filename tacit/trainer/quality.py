@@ -65,11 +65,12 @@ class Measurement:
     """One trained model (or reference) on every held-out set."""
 
     model: str
-    size: int  # training examples (or pairs) it saw
+    size: int  # training examples (or pairs) it saw; a user split makes it vary a little between seeds
     seed: int
     accuracy: dict[str, float]  # pairwise accuracy per held-out set
     seconds: float = 0.0
     holdout_ece: float | None = None
+    planned: int | None = None  # the size asked for (None: all the examples): what seeds are grouped by
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -219,15 +220,15 @@ def score_checkpoint(
     return accuracy, ordinal_metrics(torch.tensor(scores.level_probabilities), classes, levels)["ece"]
 
 
-def subsample(examples: Sequence[RewardExample], size: int, seed: int) -> list[RewardExample]:
-    """``size`` examples drawn at random (all of them when there are fewer)."""
-    if size >= len(examples):
+def subsample(examples: Sequence[RewardExample], size: int | None, seed: int) -> list[RewardExample]:
+    """``size`` examples drawn at random (all of them when there are fewer, or ``size`` is None)."""
+    if size is None or size >= len(examples):
         return list(examples)
     return random.Random(seed).sample(list(examples), size)
 
 
 def measure_variant(
-    variant: Variant, examples: Sequence[RewardExample], size: int, seed: int, base: TrainConfig,
+    variant: Variant, examples: Sequence[RewardExample], size: int | None, seed: int, base: TrainConfig,
     base_model: Path, settings: TacitSettings, sets: Mapping[str, Sequence[PreferencePair]],
 ) -> Measurement:
     """Train one model of the variant on ``size`` examples and score it on every held-out set."""
@@ -237,7 +238,8 @@ def measure_variant(
         result = train_reward_model(subsample(examples, size, seed), config, base_model, Path(out))
         seconds = time.monotonic() - started
         accuracy, ece = score_checkpoint(Path(out), settings, sets, result.holdout)
-    return Measurement(variant.name, int(result.metrics["train_examples"]), seed, accuracy, seconds, ece)
+    return Measurement(variant.name, int(result.metrics["train_examples"]), seed, accuracy, seconds, ece,
+                       planned=size)
 
 
 def measure_bradley_terry(
@@ -250,7 +252,7 @@ def measure_bradley_terry(
         train_bradley_terry(pairs, replace(base, seed=seed), base_model, Path(out))
         seconds = time.monotonic() - started
         accuracy, _ = score_checkpoint(Path(out), settings, sets)
-    return Measurement(BRADLEY_TERRY, len(pairs), seed, accuracy, seconds)
+    return Measurement(BRADLEY_TERRY, len(pairs), seed, accuracy, seconds, planned=size)
 
 
 @dataclass(frozen=True)
@@ -280,8 +282,7 @@ def run_quality(
     for variant in plan.variants:
         for size in plan.sizes:
             for seed in plan.seeds:
-                found = measure_variant(variant, examples, size or len(examples), seed, base, base_model,
-                                        settings, sets)
+                found = measure_variant(variant, examples, size, seed, base, base_model, settings, sets)
                 measurements.append(found)
                 on_measurement(found)
                 if variant == plan.variants[0] and seed == plan.seeds[0]:
@@ -298,13 +299,15 @@ def run_quality(
 
 
 def summary_rows(measurements: Sequence[Measurement]) -> list[dict[str, Any]]:
-    """One row per (model, size): mean and standard deviation over seeds per held-out set, and their mean."""
-    groups: dict[tuple[str, int], list[Measurement]] = {}
+    """One row per model and planned size: mean and standard deviation over seeds per held-out set and of
+    their mean; ``examples`` is the mean number each seed's model saw."""
+    groups: dict[tuple[str, int | None], list[Measurement]] = {}
     for m in measurements:
-        groups.setdefault((m.model, m.size), []).append(m)
+        groups.setdefault((m.model, m.planned), []).append(m)
     rows = []
-    for (model, size), group in groups.items():
-        row: dict[str, Any] = {"model": model, "examples": size, "seeds": len(group)}
+    for (model, _), group in groups.items():
+        row: dict[str, Any] = {"model": model, "examples": round(statistics.fmean(m.size for m in group)),
+                               "seeds": len(group)}
         for name in group[0].accuracy:
             row[name] = _spread([m.accuracy[name] for m in group])
         row["mean"] = _spread([statistics.fmean(m.accuracy.values()) for m in group])

@@ -100,14 +100,14 @@ def test_bradley_terry_reference_learns_to_rank_the_chosen_reply(tiny_backbone: 
 
 
 def test_summary_gives_mean_and_spread_over_seeds() -> None:
-    measurements = [Measurement("five", 100, seed, {"hh": value}, 10.0, 0.1) for seed, value in
-                    enumerate((0.5, 0.7))]
+    measurements = [Measurement("five", 100 + seed, seed, {"hh": value}, 10.0, 0.1) for seed, value in
+                    enumerate((0.5, 0.7))]  # a user split gives each seed a slightly different count
     measurements.append(Measurement(LONGER_WINS, 0, 0, {"hh": 0.6}))
 
     five, longer = summary_rows(measurements)
 
     assert five["hh"] == pytest.approx((0.6, 0.1414), abs=1e-4)
-    assert five["seeds"] == 2 and five["holdout_ece"] == pytest.approx((0.1, 0.0))
+    assert five["seeds"] == 2 and five["examples"] == 100 and five["holdout_ece"] == pytest.approx((0.1, 0.0))
     assert longer["hh"] == (0.6, 0.0) and longer["holdout_ece"] is None
 
 
