@@ -48,6 +48,13 @@ def application(
     return TacitScoring.bind()
 
 
+def build(args: dict[str, str]) -> serve.Application:
+    """The import path of a KubeRay RayService or ``serve run`` (``tacit.serving.ray_app:build``): the
+    champion, with the settings of the cluster's environment (its TACIT_* variables); ``args`` (from the
+    Serve config) are not used."""
+    return application(TacitSettings())
+
+
 def run(app: serve.Application, host: str, port: int) -> None:
     """Deploy and serve until interrupted."""
     serve.start(http_options={"host": host, "port": port})
