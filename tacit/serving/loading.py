@@ -5,6 +5,8 @@ Shared by the in-process server and each Ray Serve replica, which build the same
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -22,8 +24,15 @@ from tacit.serving.model import ServedModel, load_scorer
 from tacit.serving.swap import ChampionFollower
 
 
+log = logging.getLogger(__name__)
+
+
 class ModelNotFoundError(TacitError, LookupError):
     """The registry has nothing to serve for the request; the message says what to do."""
+
+
+class NoChampionYet(ModelNotFoundError):
+    """Nothing has been promoted yet: a service started with the platform may wait for the first model."""
 
 
 @dataclass(frozen=True)
@@ -57,10 +66,26 @@ def _registry_row(settings: TacitSettings, version: int | None) -> ModelVersion:
     finally:
         engine.dispose()
     if row is None and version is None:
-        raise ModelNotFoundError("No champion model yet: run `tacit train`.")
+        raise NoChampionYet("No champion model yet: run `tacit train` (or start the service with --wait).")
     if row is None:
         raise ModelNotFoundError(f"There is no model version {version} in the registry.")
     return row
+
+
+def wait_for_champion(settings: TacitSettings, poll_s: float = 5.0, report=log.info,
+                      sleep=time.sleep) -> None:
+    """Return once a champion exists: a scoring service deployed before the first training run waits for
+    it (one log line) instead of failing and being restarted in a loop by its supervisor."""
+    reported = False
+    while True:
+        try:
+            resolve_target(settings)
+            return
+        except NoChampionYet:
+            if not reported:
+                report(f"no champion model yet; checking every {poll_s:g}s")
+                reported = True
+            sleep(poll_s)
 
 
 def load_app(

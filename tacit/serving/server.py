@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from tacit.core.endpoints import ray_connection
 from tacit.core.settings import TacitSettings
-from tacit.serving.loading import load_app
+from tacit.serving.loading import load_app, wait_for_champion
 
 STARTUP_TIMEOUT_S = 60.0
 
@@ -27,9 +27,12 @@ def serve(
     host: str | None = None,
     port: int | None = None,
     on_ray: bool = False,
+    wait: bool = False,
 ) -> None:
     """Serve until interrupted, in this process or as a Ray Serve deployment; host and port default to
-    the settings."""
+    the settings. ``wait``: when following the champion and there is none yet, wait for the first one."""
+    if wait and version is None and checkpoint is None:
+        wait_for_champion(settings)
     host = host or settings.serve_host
     port = settings.serve_port if port is None else port
     if on_ray:

@@ -76,3 +76,31 @@ def test_says_when_there_is_nothing_to_serve(
 def test_refuses_both_a_checkpoint_and_a_version(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not both"):
         resolve_target(TacitSettings(data_dir=tmp_path), version=1, checkpoint=tmp_path)
+
+
+def test_waiting_for_the_first_champion_polls_and_reports_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tacit.serving import loading
+
+    answers = iter([loading.NoChampionYet("none"), loading.NoChampionYet("none"), None])
+
+    def resolve(settings):
+        answer = next(answers)
+        if answer is not None:
+            raise answer
+
+    monkeypatch.setattr(loading, "resolve_target", resolve)
+    reports, sleeps = [], []
+    loading.wait_for_champion(TacitSettings(), poll_s=2, report=reports.append, sleep=sleeps.append)
+
+    assert sleeps == [2, 2] and len(reports) == 1
+
+
+def test_an_unknown_version_is_not_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tacit.serving import loading
+
+    def resolve(settings):
+        raise loading.ModelNotFoundError("There is no model version 9 in the registry.")
+
+    monkeypatch.setattr(loading, "resolve_target", resolve)
+    with pytest.raises(loading.ModelNotFoundError, match="version 9"):
+        loading.wait_for_champion(TacitSettings(), sleep=lambda s: pytest.fail("waited"))
