@@ -11,6 +11,7 @@ EXTRAS = {
     "rlhi": "online DPO (TRL, datasets, GGUF loading)",
     "analysis": "plots (matplotlib)",
     "decoder": "LoRA fine-tuning (peft) and the bundled SmolLM2 decoder (GGUF loading)",
+    "s3": "model artifacts in S3-compatible object storage (s3fs)",
 }
 
 

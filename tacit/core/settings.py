@@ -86,6 +86,14 @@ class TacitSettings(BaseSettings):
         "127.0.0.1", description="Bind address of the worker's /metrics (0.0.0.0 where Prometheus scrapes it "
         "from another host, e.g. in a pod).")
 
+    # --- model artifacts ---
+    artifact_uri: str | None = Field(
+        None, description="Where model versions are kept: a directory, or s3://bucket/prefix (any S3-compatible "
+        "store) or gs://bucket/prefix, which every trainer and scoring process reads; unset: <data dir>/models.")
+    artifact_endpoint_url: str | None = Field(
+        None, description="S3 endpoint of a store other than AWS (MinIO, Ceph...); credentials come from the "
+        "usual AWS_* variables.")
+
     # --- ingest: privacy ---
     redact_pii: bool = Field(True, description="Replace e-mails, card numbers, IPs, phones in stored text.")
     user_id_secret: SecretStr | None = Field(
@@ -217,6 +225,10 @@ class TacitSettings(BaseSettings):
 
     @property
     def models_dir(self) -> Path:
+        """Where training writes checkpoints: the artifact directory when it is a local one, else
+        <data dir>/models, from which a run is published to the remote TACIT_ARTIFACT_URI."""
+        if self.artifact_uri is not None and "://" not in self.artifact_uri:
+            return Path(self.artifact_uri)
         return self.data_dir / "models"
 
     def resolved_base_model(self) -> Path:

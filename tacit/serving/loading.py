@@ -14,6 +14,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from tacit.core.apikeys import KeyVerifier
+from tacit.core.artifacts import local_copy
 from tacit.core.db import ModelVersion, make_engine
 from tacit.core.endpoints import endpoint
 from tacit.core.errors import TacitError
@@ -22,7 +23,6 @@ from tacit.core.settings import TacitSettings
 from tacit.serving.app import create_app
 from tacit.serving.model import ServedModel, load_scorer
 from tacit.serving.swap import ChampionFollower
-
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def resolve_target(
     if checkpoint is not None:
         return ServingTarget(Path(checkpoint), None)
     row = _registry_row(settings, version)
-    target = ServingTarget(Path(row.artifact_uri), row.id)
+    target = ServingTarget(local_copy(row.artifact_uri, settings), row.id)
     if not (target.checkpoint / "config.json").is_file():
         raise ModelNotFoundError(
             f"Model version {row.id} points at {target.checkpoint}, which holds no checkpoint any more; "

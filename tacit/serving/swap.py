@@ -19,10 +19,10 @@ import logging
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import psycopg
 
+from tacit.core.artifacts import local_copy
 from tacit.core.db import MODEL_EVENTS_CHANNEL, ModelVersion, make_engine
 from tacit.core.endpoints import endpoint
 from tacit.core.errors import TacitError
@@ -60,7 +60,8 @@ def check_canary(model: ServedModel) -> None:
 
 
 def load_checked(settings: TacitSettings, row: ModelVersion) -> ServedModel:
-    model = ServedModel(load_scorer(Path(row.artifact_uri), settings), row.id, dict(row.metrics or {}))
+    model = ServedModel(load_scorer(local_copy(row.artifact_uri, settings), settings), row.id,
+                        dict(row.metrics or {}))
     check_canary(model)
     return model
 

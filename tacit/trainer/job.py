@@ -22,6 +22,7 @@ from ray.exceptions import RayTaskError
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from tacit.core.artifacts import local_copy, publish
 from tacit.core.db import FeedbackRow, RunStatus, make_engine
 from tacit.core.endpoints import endpoint, ray_connection
 from tacit.core.errors import TacitError
@@ -87,7 +88,7 @@ class Job:
 class Evaluated:
     """What the training task sends back: the candidate's metrics and the champion's on the same data."""
 
-    output_dir: Path
+    uri: str  # where the checkpoint is published (TACIT_ARTIFACT_URI), readable by every process
     candidate: dict[str, Any]
     champion: dict[str, Any] | None
     timings: dict[str, float] = field(default_factory=dict)
@@ -138,7 +139,7 @@ def _run(
     ray_job_id: str | None,
 ) -> int:
     current = champion(engine)
-    champion_dir = Path(current.artifact_uri) if current is not None else None
+    champion_dir = local_copy(current.artifact_uri, settings) if current is not None else None
     if incremental and champion_dir is None:
         raise TacitError("No champion to continue from; train from the base model first (without --incremental).")
     start_from = champion_dir if incremental else settings.resolved_base_model()
@@ -162,20 +163,20 @@ def _run(
         else:
             evaluated = train_and_evaluate(job)
         version_id = register_version(
-            engine, run_id=run_id, base_model=str(start_from), artifact_uri=str(evaluated.output_dir),
+            engine, run_id=run_id, base_model=str(start_from), artifact_uri=evaluated.uri,
             metrics=evaluated.candidate,
         )
         verdict = _gate(settings, engine, version_id, evaluated, current_id=current.id if current else None)
         provenance = Provenance(version_id, run_id, str(start_from), len(examples),
                                 labeler_versions(engine, selection),
                                 "promoted" if verdict.promote else "rejected", verdict.reasons)
-        write_model_card(evaluated.output_dir, provenance, evaluated.candidate)
+        write_model_card(evaluated.uri, provenance, evaluated.candidate, settings)
     except BaseException as exc:
         finish_run(engine, run_id, status=RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         raise
     finish_run(engine, run_id, status=RunStatus.SUCCEEDED, num_examples=len(examples),
                timings={"load": load_seconds, **evaluated.timings})
-    logger.info("Run %d: registered model version %d at %s", run_id, version_id, evaluated.output_dir)
+    logger.info("Run %d: registered model version %d at %s", run_id, version_id, evaluated.uri)
     return version_id
 
 
@@ -221,7 +222,10 @@ def evaluate_result(job: Job, result: TrainResult, *, train_seconds: float) -> E
     candidate = {**result.metrics, **measure(result.output_dir)}
     incumbent = measure(job.champion_dir) if job.champion_dir is not None else None
     timings = {"train": train_seconds, "evaluate": time.monotonic() - started}
-    return Evaluated(result.output_dir, candidate, incumbent, timings)
+    # Published here, where the files are, and before the driver registers it: a registered version is
+    # complete wherever it is read.
+    uri = publish(result.output_dir, result.output_dir.name, settings)
+    return Evaluated(uri, candidate, incumbent, timings)
 
 
 def _on_ray(job: Job, engine: Engine, run_id: int, workers: int, *, submitted: bool) -> Evaluated:

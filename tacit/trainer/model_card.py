@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+
+from tacit.core.artifacts import read_text, write_text
+from tacit.core.settings import TacitSettings
 
 CARD = "README.md"
 
@@ -29,12 +31,10 @@ class Provenance:
     reasons: Sequence[str]
 
 
-def write_model_card(checkpoint: Path, provenance: Provenance, metrics: Mapping[str, Any]) -> Path:
-    """Write the card into ``checkpoint`` (a saved reward model) and return its path."""
-    tacit = json.loads((checkpoint / "config.json").read_text())["tacit"]
-    path = checkpoint / CARD
-    path.write_text(render(provenance, tacit, metrics))
-    return path
+def write_model_card(uri: str, provenance: Provenance, metrics: Mapping[str, Any], settings: TacitSettings) -> str:
+    """Write the card into the version at ``uri`` (a directory or object storage); returns the card's URI."""
+    tacit = json.loads(read_text(uri, "config.json", settings))["tacit"]
+    return write_text(uri, CARD, render(provenance, tacit, metrics), settings)
 
 
 def render(provenance: Provenance, tacit: Mapping[str, Any], metrics: Mapping[str, Any]) -> str:

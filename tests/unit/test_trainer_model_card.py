@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tacit.core.settings import TacitSettings
 from tacit.trainer.model_card import Provenance, write_model_card
 
 TACIT = {"layout": "wildreward", "levels": [1, 2, 4, 5], "head": "coral", "max_length": 512}
@@ -16,7 +17,8 @@ def test_card_names_the_data_the_reading_and_the_figures(tmp_path: Path) -> None
                             labelers={"rules 1": 900, "calibrated 1+isotonic+ab12": 66}, status="promoted",
                             reasons=["no champion yet"])
 
-    card = write_model_card(tmp_path, provenance, {"holdout_qwk": 0.26, "pairwise_hh": 0.55, "steps": 300})
+    card = Path(write_model_card(str(tmp_path), provenance, {"holdout_qwk": 0.26, "pairwise_hh": 0.55, "steps": 300},
+                                 TacitSettings()))
     text = card.read_text()
 
     assert card == tmp_path / "README.md"
