@@ -151,14 +151,14 @@ async def prometheus(state: Served) -> Response:
     return Response(state.metrics.exposition(), media_type="text/plain; version=0.0.4")
 
 
-@probes.get("/v1/model")
+@scoring.get("/v1/model")
 async def model_info(state: Served) -> ModelInfo:
     served = state.slot.current
     return ModelInfo(
         model_version=served.version,
         following_champion=state.following_champion,
         last_rejected=state.slot.last_rejected,
-        checkpoint=str(served.scorer.checkpoint),
+        checkpoint=served.scorer.checkpoint.name,  # the name, not where it lies on the server's disk
         layout=served.scorer.spec.layout,
         levels=list(served.scorer.spec.levels),
         max_length=served.max_length,

@@ -34,4 +34,4 @@ def test_ray_serve_deployment_scores_like_the_checkpoint(settings, embedded_stac
 
     expected = RewardScorer.load(checkpoint, SETTINGS).score_texts(TEXTS).rewards
     assert rewards == pytest.approx(expected, abs=1e-5)
-    assert (info["checkpoint"], info["following_champion"]) == (str(checkpoint), False)
+    assert (info["checkpoint"], info["following_champion"]) == (checkpoint.name, False)

@@ -1,4 +1,5 @@
-"""Per-key rate limits: a token bucket on an injected clock, and the 429 a scoring client gets over it."""
+"""API keys on the scoring service: per-key rate limits (a token bucket on an injected clock, and the 429 a
+client gets over it), and what needs a key."""
 
 from __future__ import annotations
 
@@ -50,8 +51,11 @@ def test_a_key_over_its_rate_gets_429_with_retry_after(tmp_path: Path) -> None:
     with TestClient(app) as client:
         answers = [client.post("/get_reward", json={"query": ["hi"]}, headers={"X-API-Key": key})
                    for _ in range(3)]
+        model_info, health = client.get("/v1/model"), client.get("/healthz")
 
     assert [answer.status_code for answer in answers] == [200, 200, 429]
+    assert model_info.status_code == 401  # which model is served is for the service's clients only
+    assert health.status_code == 200  # probes carry no key
     assert int(answers[2].headers["Retry-After"]) >= 1
     assert "requests/s" in answers[2].json()["detail"]
     engine.dispose()

@@ -106,7 +106,7 @@ def test_model_info(client: TestClient, checkpoint: Path) -> None:
         "model_version": 7,
         "following_champion": False,
         "last_rejected": None,
-        "checkpoint": str(checkpoint),
+        "checkpoint": checkpoint.name,
         "layout": "compact",
         "levels": [1, 2, 4, 5],
         "max_length": 64,
