@@ -60,7 +60,7 @@ class TooFewExamples(TacitError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 300
+    steps: int = 100
     batch_size: int = 16
     learning_rate: float = 5e-5
     warmup_ratio: float = 0.05
