@@ -106,7 +106,8 @@ class TacitSettings(BaseSettings):
 
     # --- training ---
     train_steps: int = Field(
-        100, ge=1, description="Optimiser steps per training run (the quality benchmark: 300 ranked no better).")
+        100, ge=1, description="Optimiser steps per training run (the quality benchmark: 300 gained 0.01 pairwise "
+        "accuracy, within the spread between seeds, for 2.9x the time and worse calibration).")
     train_batch_size: int = Field(16, ge=1, description="Examples per training batch.")
     learning_rate: float = Field(5e-5, gt=0, description="Peak learning rate of the reward model.")
     holdout_fraction: float = Field(0.1, ge=0, lt=1, description="Share of users held out for evaluation.")
