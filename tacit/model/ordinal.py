@@ -9,6 +9,8 @@ probabilities are never negative; for independent heads they are clipped.
 from __future__ import annotations
 
 import torch
+from torch import nn
+from transformers import PreTrainedModel
 
 
 def rewards_from_logits(logits: torch.Tensor) -> torch.Tensor:
@@ -23,3 +25,15 @@ def level_probabilities(logits: torch.Tensor) -> torch.Tensor:
     zeros = torch.zeros_like(above[:, :1])
     cumulative = torch.cat([ones, above, zeros], dim=-1)  # P(y > k) for k = 0..K
     return (cumulative[:, :-1] - cumulative[:, 1:]).clamp(min=0.0)
+
+
+def classification_layer(model: PreTrainedModel) -> tuple[str, nn.Linear]:
+    """The Linear that emits the threshold logits: ``classifier``, ``score``... by architecture."""
+    layers = [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and module.out_features == model.config.num_labels
+    ]
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no Linear layer with {model.config.num_labels} outputs")
+    return layers[-1]

@@ -31,7 +31,7 @@ from tacit.core.settings import Quantization, TacitSettings
 from tacit.model import layouts
 from tacit.model.hardware import compute_dtype, default_device
 from tacit.model.layouts import LAYOUTS, Layout
-from tacit.model.ordinal import level_probabilities, rewards_from_logits
+from tacit.model.ordinal import classification_layer, level_probabilities, rewards_from_logits
 
 
 class CheckpointError(TacitError):
@@ -131,6 +131,8 @@ class RewardScorer:
             local_files_only=True,
         )
         ensure_padding(tokenizer, model)
+        if model.dtype != torch.float32:
+            _head_in_float32(model)
         model = model.to(device).eval()
         if quantize == "int8":
             model = quantize_int8(model)
@@ -193,6 +195,15 @@ def quantize_int8(model: PreTrainedModel) -> PreTrainedModel:
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         return torch.ao.quantization.quantize_dynamic(model, qconfig, dtype=torch.qint8)
+
+
+def _head_in_float32(model: PreTrainedModel) -> None:
+    """The threshold head computes in float32 on the reduced-precision backbone's features: bf16 logits keep 8
+    bits of mantissa, so replies whose rewards differ by a few thousandths (most replies, for a model that
+    mostly predicts "neutral") came out tied, and a tie ranks nothing. The head is a few thousand weights."""
+    _, head = classification_layer(model)
+    head.float()
+    head.register_forward_pre_hook(lambda module, inputs: tuple(value.float() for value in inputs))
 
 
 def ensure_padding(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel) -> None:

@@ -25,6 +25,8 @@ from torch.nn.utils import parametrize
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
+from tacit.model.ordinal import classification_layer
+
 Head = Literal["coral", "independent"]
 HEADS: tuple[str, ...] = ("coral", "independent")
 
@@ -64,18 +66,6 @@ def load_reward_model(base_model: Path, num_classes: int, head: Head = "coral") 
             )
         parametrize.register_parametrization(layer, "weight", SharedRow(num_classes - 1))
     return model
-
-
-def classification_layer(model: PreTrainedModel) -> tuple[str, nn.Linear]:
-    """The Linear that emits the threshold logits: ``classifier``, ``score``... by architecture."""
-    layers = [
-        (name, module)
-        for name, module in model.named_modules()
-        if isinstance(module, nn.Linear) and module.out_features == model.config.num_labels
-    ]
-    if not layers:
-        raise ValueError(f"{type(model).__name__} has no Linear layer with {model.config.num_labels} outputs")
-    return layers[-1]
 
 
 @torch.no_grad()

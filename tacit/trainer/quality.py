@@ -202,8 +202,7 @@ def score_checkpoint(
 ) -> tuple[dict[str, float], float | None]:
     """Pairwise accuracy per set, and the ECE of the levels on the rated ``holdout`` (None without one).
 
-    Scored in float32: in bf16 two close rewards often round to a tie, which counts as a miss and would
-    measure the number format instead of the model.
+    Scored in float32: the ranking the model learned, whatever precision a service later runs it in.
     """
     scorer = RewardScorer.load(checkpoint, settings.model_copy(update={"precision": "float32"}))
     accuracy = {

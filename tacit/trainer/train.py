@@ -35,12 +35,12 @@ from tacit.core.extras import require
 from tacit.core.settings import Precision
 from tacit.model.hardware import autocast, default_device
 from tacit.model.layouts import LAYOUTS, Layout, render
+from tacit.model.ordinal import classification_layer
 from tacit.model.scoring import ensure_padding
 from tacit.trainer.model import (
     HEADS,
     Head,
     balanced_class_weights,
-    classification_layer,
     init_thresholds,
     load_reward_model,
     ordinal_loss,

@@ -79,3 +79,28 @@ def test_auto_precision_stays_close_to_float32(tmp_path: Path) -> None:
     exact = RewardScorer.load(tmp_path, SETTINGS).score_texts(texts).rewards
     fast = RewardScorer.load(tmp_path, SETTINGS.model_copy(update={"precision": "auto"})).score_texts(texts)
     assert fast.rewards == pytest.approx(exact, abs=0.05)
+
+
+def test_bf16_scoring_keeps_the_head_in_float32_so_close_rewards_do_not_tie(tmp_path) -> None:
+    """A neutral-dominated model gives similar replies rewards a few thousandths apart; bf16 logits (8 bits
+    of mantissa) rounded most of them to the same value, and a tie counts as a miss in pairwise accuracy."""
+    import pytest
+    import torch
+
+    from tacit.core.settings import TacitSettings
+    from tacit.model.hardware import compute_dtype, default_device
+    from tacit.model.ordinal import classification_layer
+    from tacit.model.scoring import RewardScorer
+    from tests.helpers.serving import TACIT_SPEC, save_tiny_checkpoint
+
+    if compute_dtype(default_device(), "auto") == torch.float32:
+        pytest.skip("this machine computes in float32 anyway")
+    checkpoint = save_tiny_checkpoint(tmp_path, 3, TACIT_SPEC)
+    texts = [f"User: question {i}\nAssistant: answer number {i}" for i in range(64)]
+
+    reduced = RewardScorer.load(checkpoint, TacitSettings(precision="auto"))
+
+    assert classification_layer(reduced.model)[1].weight.dtype == torch.float32
+    assert next(reduced.model.base_model.parameters()).dtype == torch.bfloat16  # the backbone stays reduced
+    rewards = reduced.score_texts(texts).rewards
+    assert len(set(rewards)) == len(texts)  # no two replies tied by rounding

@@ -19,7 +19,7 @@ from transformers import (
 from tacit.core.domain import Message, Role
 from tacit.core.examples import RewardExample, label_scheme
 from tacit.core.settings import TacitSettings
-from tacit.model.ordinal import rewards_from_logits
+from tacit.model.ordinal import classification_layer, rewards_from_logits
 from tacit.model.scoring import RewardScorer, canary_rewards
 from tacit.serving.model import ServedModel
 from tacit.serving.swap import check_canary
@@ -27,7 +27,6 @@ from tacit.trainer import train as train_module
 from tacit.trainer.evaluate import PreferencePair, evaluate_checkpoint
 from tacit.trainer.model import (
     balanced_class_weights,
-    classification_layer,
     init_thresholds,
     load_reward_model,
     ordinal_loss,
