@@ -121,7 +121,7 @@ def measure(settings: TacitSettings, endpoints, first: Path, burst: Path, burst_
 
 def _serving_newer(url: str, champion: int) -> int | None:
     try:
-        version = httpx.get(f"{url}/health", timeout=2).json().get("model_version")
+        version = httpx.get(f"{url}/readyz", timeout=2).json().get("model_version")
     except httpx.HTTPError:
         return None
     return version if version is not None and version > champion else None
