@@ -114,7 +114,8 @@ def measure(settings: TacitSettings, endpoints, first: Path, burst: Path, burst_
                                   1800, interval=0.2)
                 served_at = datetime.now(UTC)
     with engine.connect() as connection:
-        run = connection.execute(select(TrainingRun).order_by(TrainingRun.id.desc()).limit(1)).scalars().one()
+        run = connection.execute(select(TrainingRun.started_at, TrainingRun.finished_at, TrainingRun.timings)
+                                 .order_by(TrainingRun.id.desc()).limit(1)).one()
     engine.dispose()
     report(started, labeled, run, served, served_at, threshold)
 
