@@ -10,6 +10,7 @@ started itself, leaving alone what was already running.
 from __future__ import annotations
 
 import signal
+import subprocess
 import time
 from contextlib import ExitStack
 
@@ -31,13 +32,14 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def run(settings: TacitSettings, console: Console) -> None:
-    """Until Ctrl-C or SIGTERM; then the gateway (intake) stops first, the worker drains its batch, then the
-    stack components this run started."""
+    """Until Ctrl-C or SIGTERM; then every child gets SIGTERM at once (the gateway stops intake, the worker
+    drains its batch), each is waited for (killed after a timeout), then the stack components this run
+    started are stopped: bounded by the slowest child, not the sum."""
     signal.signal(signal.SIGTERM, _interrupt)
     already_running = {name for name, record in read_state(settings).items() if record.alive()}
     endpoints = stack.up(settings, report=console.print)
     logs = settings.data_dir / "logs"
-    children: dict[str, object] = {}
+    children: dict[str, subprocess.Popen] = {}
     try:
         with ExitStack() as exits:
             def start(name: str, *args: str) -> None:
@@ -48,20 +50,11 @@ def run(settings: TacitSettings, console: Console) -> None:
                           f"(e.g. `tacit replay FILE`) or to http://{settings.gateway_host}:{settings.gateway_port}"
                           "/v1/events with a tenant's key (`tacit keys create`); Ctrl-C stops")
             engine = make_engine(endpoints.database_url)
-            while True:
-                for name in ALWAYS_ON:
-                    if name not in children:
-                        start(name, name)
-                if "serve" not in children and _has_champion(engine):
-                    start("serve", "serve")
-                    console.print(f"scoring at http://{settings.serve_host}:{settings.serve_port}")
-                for name, proc in list(children.items()):
-                    if proc.poll() is not None:  # started again on the next round
-                        console.print(f"[red]{name} exited ({proc.returncode}); restarting. Log tail:[/red]\n"
-                                      f"{log_tail(logs / f'{name}.log', 1500)}")
-                        stop(proc)
-                        del children[name]
-                time.sleep(POLL_S)
+            try:
+                _supervise(settings, console, engine, children, start)
+            except BaseException:
+                _terminate(children)  # every child stops at once; each exit below then waits for its own
+                raise
     except KeyboardInterrupt:
         console.print("stopping")
     finally:
@@ -70,6 +63,34 @@ def run(settings: TacitSettings, console: Console) -> None:
             stack.down(settings, report=console.print)
         else:
             console.print("the embedded stack was already running; left running (`tacit stack down` stops it)")
+
+
+def _supervise(settings: TacitSettings, console: Console, engine, children: dict[str, subprocess.Popen],
+               start) -> None:
+    """Forever: start what is missing (the scoring service once a champion exists), restart what died."""
+    logs = settings.data_dir / "logs"
+    while True:
+        for name in ALWAYS_ON:
+            if name not in children:
+                start(name, name)
+        if "serve" not in children and _has_champion(engine):
+            start("serve", "serve")
+            console.print(f"scoring at http://{settings.serve_host}:{settings.serve_port}")
+        for name, proc in list(children.items()):
+            if proc.poll() is not None:  # started again on the next round
+                console.print(f"[red]{name} exited ({proc.returncode}); restarting. Log tail:[/red]\n"
+                              f"{log_tail(logs / f'{name}.log', 1500)}")
+                stop(proc)
+                del children[name]
+        time.sleep(POLL_S)
+
+
+def _terminate(children: dict[str, subprocess.Popen]) -> None:
+    """SIGTERM to every child at once, so that stopping takes as long as the slowest child, not the sum of
+    them; each child's own exit then waits for it (and kills it if it does not stop in time)."""
+    for proc in children.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
 
 
 def _has_champion(engine) -> bool:

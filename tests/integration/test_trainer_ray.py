@@ -56,10 +56,10 @@ def test_ray_training_evaluates_gates_and_registers(isolated: TacitSettings, eng
     second = run_training(isolated, use_ray=False, steps=2)
 
     version = get_version(engine, first)
-    assert version.status == ModelStatus.CHAMPION.value
     assert next((d.action, d.reasons) for d in decisions(engine, first)) == ("promoted", ["no champion yet"])
     gated = decisions(engine, second)[0]
     assert get_version(engine, second).status == {"promoted": "champion", "rejected": "rejected"}[gated.action]
+    assert version.status == {"promoted": "retired", "rejected": "champion"}[gated.action]
     assert gated.reasons[0] == f"compared with champion version {first} on the same data"
     assert version.metrics["holdout_examples"] > 0
     assert {"holdout_accuracy", "holdout_qwk", "holdout_ece", "pairwise_hh_small"} <= set(version.metrics)
