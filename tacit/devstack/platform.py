@@ -36,6 +36,9 @@ def run(settings: TacitSettings, console: Console) -> None:
     drains its batch), each is waited for (killed after a timeout), then the stack components this run
     started are stopped: bounded by the slowest child, not the sum."""
     signal.signal(signal.SIGTERM, _interrupt)
+    # A parent that ignores SIGINT (nohup, some supervisors, a test runner) passes that on, and Python then
+    # leaves Ctrl-C ignored: stopping on it is this command's contract, so its handler is set explicitly.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     already_running = {name for name, record in read_state(settings).items() if record.alive()}
     endpoints = stack.up(settings, report=console.print)
     logs = settings.data_dir / "logs"

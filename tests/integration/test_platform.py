@@ -35,8 +35,10 @@ def test_up_runs_until_interrupted_and_stops_what_it_started(tmp_path: Path, sto
     settings = TacitSettings(data_dir=tmp_path)
     gateway_port = stack.free_port()
     env = {**os.environ, "TACIT_DATA_DIR": str(tmp_path), "TACIT_GATEWAY_PORT": str(gateway_port)}
+    # Started with SIGINT ignored, as under nohup or a test runner that ignores it: Ctrl-C must still stop it.
     proc = subprocess.Popen([sys.executable, "-m", "tacit", "up"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # noqa: PLW1509
     children: list[psutil.Process] = []
     try:
         deadline = time.monotonic() + 120
