@@ -7,8 +7,10 @@ Ordering rule (deterministic whatever the arrival order): a message is identifie
 already in the window is a duplicate: the window keeps the first text it saw, and the pairs the turn belongs
 to are emitted again. That is what makes a crash harmless: the table's changelog may already hold a turn
 whose batch never reached Postgres, and its redelivery must still produce the label (the sink's upsert
-makes a repeat change nothing). A turn older than everything in a full window is stale: stored in Postgres
-by the sink, but no longer paired. Otherwise the message is inserted in turn order, and a feedback
+makes a repeat change nothing). A turn older than everything in a full window is stale: the window cannot
+pair it, but a crash can make a stale turn unpaired in Postgres too (the changelog held later turns whose
+batch was stored, the redelivered early turns' batch was not), so the worker pairs stale turns from the
+stored conversation with :func:`candidates_from_stored`. Otherwise the message is inserted in turn order, and a feedback
 candidate is emitted for every (assistant at t, user at t + 1) pair that this message completes: if the
 assistant reply arrives after its follow-up, the pair is emitted when the reply arrives.
 """
@@ -16,6 +18,7 @@ assistant reply arrives after its follow-up, the pair is emitted when the reply 
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +76,30 @@ def observe(window: ConversationWindow, event: ChatEvent, capacity: int) -> Obse
     full = ConversationWindow(messages=tuple(ordered), user_id=window.user_id or event.user_id)
     kept = ConversationWindow(messages=tuple(ordered[-capacity:]), user_id=full.user_id)
     return Observation(kept, Outcome.ACCEPTED, _candidates(full, event))
+
+
+def candidates_from_stored(stored: Sequence[Message], user_id: str | None, event: ChatEvent,
+                           capacity: int) -> tuple[FeedbackCandidate, ...]:
+    """The candidates of a stale ``event``, paired with the conversation's ``stored`` messages around it.
+
+    Each pair gets the window it would have met in order: the ``capacity`` messages before its follow-up,
+    then the follow-up. The first text given for a turn wins, as in the window: list stored messages first.
+    """
+    by_turn: dict[int, Message] = {}
+    for m in (*stored, Message(event.role, event.content, event.turn_index)):
+        by_turn.setdefault(m.turn_index, m)
+    ordered = sorted(by_turn.values(), key=lambda m: m.turn_index)
+
+    def window_until(followup_turn: int) -> ConversationWindow:
+        before = [m for m in ordered if m.turn_index < followup_turn][-capacity:]
+        followup = [m for m in ordered if m.turn_index == followup_turn]
+        return ConversationWindow(messages=(*before, *followup), user_id=user_id or event.user_id)
+
+    return tuple(
+        candidate
+        for reply_turn in (event.turn_index, event.turn_index - 1)
+        if (candidate := _candidate(window_until(reply_turn + 1), event, reply_turn)) is not None
+    )
 
 
 def _candidates(window: ConversationWindow, event: ChatEvent) -> tuple[FeedbackCandidate, ...]:

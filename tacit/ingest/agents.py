@@ -21,8 +21,8 @@ import faust
 from faust.streams import current_event
 from faust.types import TP
 
-from tacit.core.conversations import ConversationWindow, Outcome, observe
-from tacit.core.domain import PENDING, ChatEvent, FeedbackCandidate, Label, Rated, Stored
+from tacit.core.conversations import ConversationWindow, Outcome, candidates_from_stored, observe
+from tacit.core.domain import PENDING, ChatEvent, FeedbackCandidate, Label, Message, Rated, Stored
 from tacit.core.privacy import Privacy
 from tacit.core.settings import TacitSettings
 from tacit.ingest import tables, topics
@@ -47,6 +47,7 @@ class Observed:
     event: ChatEvent | None = None
     candidates: tuple[FeedbackCandidate, ...] = ()
     dead_letter: DeadLetter | None = None
+    stale: bool = False  # too old for the window: paired from PostgreSQL in the batch stage
 
 
 class Observer:
@@ -72,7 +73,8 @@ class Observer:
             if observation.outcome is Outcome.ACCEPTED:
                 self.windows[parsed.key] = observation.window.to_json()
             self.metrics.candidates.inc(len(observation.candidates))
-            return Observed(message.partition, message.offset, event=parsed, candidates=observation.candidates)
+            return Observed(message.partition, message.offset, event=parsed, candidates=observation.candidates,
+                            stale=observation.outcome is Outcome.STALE)
         except Exception as exc:  # a bug must cost one record, never the worker
             log.exception("could not process %s[%s]@%s", message.topic, message.partition, message.offset)
             return _rejected(message, value, f"internal error: {exc!r}", self.metrics)
@@ -143,6 +145,9 @@ class ChatEventsAgent:
     async def write_once(self, batch: list[Observed]) -> list[Label]:
         loop = asyncio.get_running_loop()
         candidates = [c for item in batch for c in item.candidates]
+        if stale := [item.event for item in batch if item.stale]:
+            unsaved = [item.event for item in batch if item.event]
+            candidates += await loop.run_in_executor(None, self.pair_stale, stale, unsaved)
         dead_letters = [item.dead_letter for item in batch if item.dead_letter]
         labels = await loop.run_in_executor(None, self.labeler.label, candidates) if candidates else []
         for letter in dead_letters:
@@ -154,6 +159,24 @@ class ChatEventsAgent:
                                dead_letters=dead_letters, finalised=finalised)
         await loop.run_in_executor(None, self.sink.write, sink_batch)
         return labels
+
+    def pair_stale(self, stale: list[ChatEvent], unsaved: list[ChatEvent]) -> list[FeedbackCandidate]:
+        """Candidates of turns too old for the window, from the stored conversation and this batch's events.
+
+        After a crash the table's changelog may hold turns whose batch never reached PostgreSQL; their
+        redelivered predecessors are then stale, and without this their follow-ups would never be labeled.
+        """
+        conversations = self.store.around(stale, self.settings.conversation_window)
+        for event in unsaved:
+            if (stored := conversations.get((event.tenant, event.conversation_id))) is not None:
+                stored.messages.append(Message(event.role, event.content, event.turn_index))
+        candidates = []
+        for event in stale:
+            stored = conversations[(event.tenant, event.conversation_id)]
+            candidates += candidates_from_stored(stored.messages, stored.user_id, event,
+                                                 self.settings.conversation_window)
+        self.metrics.candidates.inc(len(candidates))
+        return candidates
 
     def record_stored(self, batch: list[Observed], labels: list[Label], seconds: float) -> None:
         self.metrics.sink_seconds.observe(seconds)

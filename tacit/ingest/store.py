@@ -1,16 +1,18 @@
-"""What the worker and ``tacit relabel`` read back from PostgreSQL for mining, and the idle sweep.
+"""What the worker and ``tacit relabel`` read back from PostgreSQL: for mining, stale turns and the idle sweep.
 
-The sink only writes; mining needs the stored ``pending`` items of a batch's conversations and the
+The sink only writes; a turn too old for the conversation window is paired from the stored messages around
+it; mining needs the stored ``pending`` items of a batch's conversations and the
 follow-ups stored after them, and the items of conversations that went quiet must be finalised. Both are
 this store's: reads on the feedback key's index, and one UPDATE for the sweep.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import and_, func, select, tuple_, update
+from sqlalchemy import and_, func, or_, select, tuple_, update
 from sqlalchemy.engine import Engine
 
 from tacit.core.db import FeedbackRow, MessageRow
@@ -18,13 +20,24 @@ from tacit.core.domain import (
     PENDING,
     RAW,
     REFINED,
+    ChatEvent,
     ConversationKey,
     Followup,
     Label,
+    Message,
+    Role,
     SatisfactionLevel,
     Stored,
 )
 from tacit.ingest.sink import FRESH_ID
+
+
+@dataclass
+class StoredConversation:
+    """Stored messages of one conversation (in no particular order), and its user."""
+
+    messages: list[Message] = field(default_factory=list)
+    user_id: str | None = None
 
 
 class PendingStore:
@@ -51,6 +64,29 @@ class PendingStore:
             rows = conn.execute(_with_followup_text(in_conversations(first), RAW))
             known = [_stored(row).followup for row in rows]
         return stored, [f for f in known if f.turn > first[f.conversation]]
+
+    def around(self, events: Sequence[ChatEvent], capacity: int) -> dict[ConversationKey, StoredConversation]:
+        """The stored messages of each event's conversation from ``capacity`` turns before it to one after.
+
+        One query on the messages' natural key; stale turns are rare (a crash, a replayed old log), so the
+        bounds are simple OR-ed ranges.
+        """
+        bounds: dict[ConversationKey, tuple[int, int]] = {}
+        for e in events:
+            low, high = bounds.get((e.tenant, e.conversation_id), (e.turn_index, e.turn_index))
+            bounds[(e.tenant, e.conversation_id)] = (min(low, e.turn_index), max(high, e.turn_index))
+        ranges = [and_(MessageRow.tenant == tenant, MessageRow.conversation_id == conversation,
+                       MessageRow.turn_index.between(low - capacity, high + 1))
+                  for (tenant, conversation), (low, high) in bounds.items()]
+        found: dict[ConversationKey, StoredConversation] = {key: StoredConversation() for key in bounds}
+        with self.engine.connect() as conn:
+            for row in conn.execute(select(MessageRow.tenant, MessageRow.conversation_id, MessageRow.turn_index,
+                                           MessageRow.role, MessageRow.content, MessageRow.user_id)
+                                    .where(or_(*ranges))):
+                stored = found[(row.tenant, row.conversation_id)]
+                stored.messages.append(Message(Role(row.role), row.content, row.turn_index))
+                stored.user_id = stored.user_id or row.user_id
+        return found
 
     def finalise_idle(self, idle_seconds: float) -> int:
         """Pending items of conversations quiet for ``idle_seconds`` become ``refined``, level unchanged.

@@ -45,10 +45,15 @@ def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TacitSet
 
 
 def conversation(tenant: str, index: int, turns: range) -> list[ChatEvent]:
+    """User turns are even: a question first, then praise, each answered by the assistant."""
+    def text(turn: int) -> str:
+        if turn % 2:
+            return "an answer" if turn == 1 else "you are welcome"
+        return PRAISE if turn else f"question {index}"
+
     roles = [Role.USER, Role.ASSISTANT]
-    texts = [f"question {index}", "an answer", PRAISE, "you are welcome", PRAISE]
     return [ChatEvent(tenant=tenant, conversation_id=f"c{index}", turn_index=t, role=roles[t % 2],
-                      content=texts[t], user_id=f"u{index}") for t in turns]
+                      content=text(t), user_id=f"u{index}") for t in turns]
 
 
 def send_events(private, events: list[ChatEvent]) -> None:
@@ -164,6 +169,31 @@ def test_sigkill_and_a_second_worker_store_every_followup_once(private):
                        logs / "crash-2.log", logs / "crash-3.log")
     expected = sorted((f"c{i}", turn) for i in range(count) for turn in (2, 4))
     assert followups(engine, "crash") == expected
+
+
+def test_sigkill_with_conversations_longer_than_the_window_loses_no_label(private, monkeypatch):
+    """The table's changelog can be ahead of PostgreSQL at a crash: redelivered early turns are then older
+    than the restored window, and their follow-ups must still be labeled."""
+    settings, endpoints = private
+    monkeypatch.setenv("TACIT_CONVERSATION_WINDOW", "3")
+    engine = make_engine(endpoints.database_url)
+    count, turns = 600, 9  # follow-ups at turns 2, 4, 6 and 8, most of them outside a window of 3
+    send_events(private, [e for i in range(count) for e in conversation("long", i, range(turns))])
+    logs = settings.data_dir / "logs"
+    expected = sorted((f"c{i}", turn) for i in range(count) for turn in (2, 4, 6, 8))
+    for attempt in range(3):
+        stored = tenant_count(engine, MessageRow, "long")
+        with worker(settings, f"long-{attempt}") as victim:
+            wait_until(lambda: tenant_count(engine, MessageRow, "long") > stored, "a batch stored",
+                       logs / f"long-{attempt}.log")
+            victim.send_signal(signal.SIGKILL)
+            victim.wait()
+    assert tenant_count(engine, MessageRow, "long") < turns * count, "killed too late to test anything"
+    with worker(settings, "long-last"):
+        wait_until(lambda: tenant_count(engine, MessageRow, "long") == turns * count, "every message stored",
+                   logs / "long-last.log", timeout=180)
+        wait_until(lambda: everything_committed(private), "offsets committed to the end", logs / "long-last.log")
+    assert followups(engine, "long") == expected
 
 
 def test_a_worker_leaving_mid_stream_loses_nothing(private, monkeypatch):

@@ -2,8 +2,8 @@
 
 import itertools
 
-from tacit.core.conversations import ConversationWindow, Outcome, observe
-from tacit.core.domain import ChatEvent, Role
+from tacit.core.conversations import ConversationWindow, Outcome, candidates_from_stored, observe
+from tacit.core.domain import ChatEvent, Message, Role
 
 ROLES = [Role.USER, Role.ASSISTANT] * 4
 
@@ -60,6 +60,30 @@ def test_window_is_bounded_and_stale_messages_are_not_paired():
     assert found == [(1, 2), (3, 4), (5, 6)]
     stale = observe(window, event(0), capacity=3)
     assert stale.outcome is Outcome.STALE and stale.candidates == ()
+
+
+def stored(turns) -> list[Message]:
+    return [Message(ROLES[t], f"message {t}", t) for t in turns]
+
+
+def test_a_stale_turn_is_paired_as_in_order_from_the_stored_conversation():
+    """The window it would have met: the same candidate as in-order processing, history bounded alike."""
+    in_order = {(c.response.turn_index, c.followup.turn_index): c
+                for t in range(8) for c in observe(run(range(t), capacity=3)[0], event(t), 3).candidates}
+    for turn in range(8):
+        for candidate in candidates_from_stored(stored(range(8)), "u", event(turn), capacity=3):
+            assert candidate == in_order[(candidate.response.turn_index, candidate.followup.turn_index)]
+    pairs = {(c.response.turn_index, c.followup.turn_index)
+             for t in range(8) for c in candidates_from_stored(stored(range(8)), "u", event(t), capacity=3)}
+    assert pairs == {(1, 2), (3, 4), (5, 6)}
+
+
+def test_a_stale_turn_keeps_the_stored_text_and_waits_for_a_missing_partner():
+    (candidate,) = candidates_from_stored(stored([1]), None, event(2, content="redelivered"), capacity=3)
+    assert candidate.followup.content == "redelivered" and candidate.user_id == "u"
+    (candidate,) = candidates_from_stored(stored([1, 2]), None, event(2, content="redelivered"), capacity=3)
+    assert candidate.followup.content == "message 2"
+    assert candidates_from_stored(stored([3]), None, event(2), capacity=3) == ()
 
 
 def test_assistant_then_assistant_is_not_a_candidate():
