@@ -5,7 +5,8 @@ A key comes as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; both are
 schemes, so ``/docs`` offers to send one. A missing or unknown key is a 401; a revoked one a 403, because
 the caller did prove who they were, and the answer should tell them to ask for a new key rather than to
 check the one they have. A key over its request rate gets a 429 with ``Retry-After``: one tenant's runaway
-job must not starve the others.
+job must not starve the others. A key that cannot be checked because the database is down is a 503 with
+``Retry-After``: the fault is the service's and temporary.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy.exc import DBAPIError
 
 from tacit.core.apikeys import KeyVerifier
 
 bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer tk_...")
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: tk_...")
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
+KEY_STORE_RETRY_S = 5
 
 
 class KeyRateLimiter:
@@ -73,7 +76,12 @@ def authenticate(
             "`tacit keys create --tenant T` makes one.",
             headers=CHALLENGE,
         )
-    stored = keys.lookup(presented)
+    try:
+        stored = keys.lookup(presented)
+    except DBAPIError as exc:  # the key store is down or restarting: the client should retry, not give up
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                            "API keys cannot be checked now: the database is unavailable. Retry shortly.",
+                            headers={"Retry-After": str(KEY_STORE_RETRY_S)}) from exc
     if stored is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "The API key is not valid.", headers=CHALLENGE)
     if stored.revoked_at is not None:

@@ -59,3 +59,17 @@ def test_a_key_over_its_rate_gets_429_with_retry_after(tmp_path: Path) -> None:
     assert int(answers[2].headers["Retry-After"]) >= 1
     assert "requests/s" in answers[2].json()["detail"]
     engine.dispose()
+
+
+def test_a_key_that_cannot_be_checked_gets_503_not_500(tmp_path: Path) -> None:
+    """The key store down (PostgreSQL restarting) is the service's fault and temporary: retry later."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'keys.db'}")  # no api_keys table: every lookup fails
+    settings = TacitSettings(precision="float32")
+    scorer = RewardScorer.load(save_tiny_checkpoint(tmp_path / "model", 3, TACIT_SPEC), settings)
+    app = create_app(ServedModel(scorer, 1), settings, keys=apikeys.KeyVerifier(engine, ttl_s=60))
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        answer = client.post("/get_reward", json={"query": ["hi"]}, headers={"X-API-Key": apikeys.new_key()})
+
+    assert answer.status_code == 503 and answer.headers["Retry-After"]
+    assert "database" in answer.json()["detail"]
