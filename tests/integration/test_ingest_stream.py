@@ -7,11 +7,13 @@ import json
 import os
 import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from hypothesis import HealthCheck, given
@@ -255,6 +257,40 @@ def test_postgres_outage_mid_stream_loses_nothing(private, monkeypatch):
                    logs / "outage.log", timeout=120)
         wait_until(lambda: everything_committed(private), "offsets committed to the end", logs / "outage.log")
     assert followups(engine, "outage") == sorted((f"c{i}", turn) for i in range(count) for turn in (2, 4))
+
+
+FREEZE_S = float(os.environ.get("TACIT_FAULT_FREEZE_S", "5"))  # the full fault run freezes for 30 s
+
+
+def test_postgres_frozen_mid_stream_loses_and_duplicates_nothing(private):
+    """PostgreSQL stopped dead (SIGSTOP: connections open, no answer) while events and bad records flow."""
+    settings, endpoints = private
+    engine = make_engine(endpoints.database_url)
+    count = 200
+    events = [encode_event(e) for i in range(count) for e in conversation("frozen", i, range(5))]
+    bad = [(f"frozen:bad{i}".encode(), b"{not json") for i in range(20)]
+    postmaster = psutil.Process(read_state(settings)["postgres"].pids[0])
+    logs = settings.data_dir / "logs"
+    with worker(settings, "frozen"):
+        asyncio.run(produce(endpoints.kafka_bootstrap, settings.chat_events_topic, events[: len(events) // 2]))
+        wait_until(lambda: tenant_count(engine, MessageRow, "frozen") > 0, "a first batch", logs / "frozen.log")
+        frozen = [postmaster, *postmaster.children()]  # the backends serving open connections too
+        for process in frozen:
+            process.suspend()
+        try:
+            asyncio.run(produce(endpoints.kafka_bootstrap, settings.chat_events_topic, events[len(events) // 2:] + bad))
+            time.sleep(FREEZE_S)  # the fault itself lasts this long; nothing is waited on
+        finally:
+            for process in frozen:
+                process.resume()
+        wait_until(lambda: tenant_count(engine, MessageRow, "frozen") == len(events), "every message stored",
+                   logs / "frozen.log")
+        wait_until(lambda: everything_committed(private), "offsets committed to the end", logs / "frozen.log")
+    with engine.connect() as conn:
+        dead = conn.scalar(select(func.count()).select_from(RejectedEvent)
+                           .where(RejectedEvent.key.like(b"frozen:bad%")))
+    assert followups(engine, "frozen") == sorted((f"c{i}", turn) for i in range(count) for turn in (2, 4))
+    assert dead == len(bad)
 
 
 def test_sigterm_during_a_postgres_outage_stops_the_worker(private, monkeypatch):
