@@ -22,7 +22,7 @@ from faust.streams import current_event
 from faust.types import TP
 
 from tacit.core.conversations import ConversationWindow, Outcome, observe
-from tacit.core.domain import PENDING, ChatEvent, FeedbackCandidate, Label, Rated, Stored
+from tacit.core.domain import PENDING, ChatEvent, FeedbackCandidate, Label, Rated, SignalEvent, Stored
 from tacit.core.privacy import Privacy
 from tacit.core.settings import TacitSettings
 from tacit.ingest import tables, topics
@@ -40,13 +40,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Observed:
-    """What the per-event processor hands to the batch loop: an event and its candidates, or a dead letter."""
+    """What the per-event processor hands to the batch loop: an event and its candidates, a feedback
+    signal, or a dead letter."""
 
     partition: int
     offset: int
     event: ChatEvent | None = None
     candidates: tuple[FeedbackCandidate, ...] = ()
     dead_letter: DeadLetter | None = None
+    signal: SignalEvent | None = None
 
 
 class Observer:
@@ -67,6 +69,8 @@ class Observer:
             if isinstance(parsed, Rejection):
                 return _rejected(message, value, parsed.reason, self.metrics)
             parsed = self.privacy.apply(parsed)  # before the window, so neither labels nor rows see raw PII
+            if isinstance(parsed, SignalEvent):  # stored as it comes; joined to its message when read
+                return Observed(message.partition, message.offset, signal=parsed)
             observation = observe(ConversationWindow.from_json(self.windows.get(parsed.key)), parsed,
                                   self.capacity)
             if observation.outcome is Outcome.ACCEPTED:
@@ -151,7 +155,8 @@ class ChatEventsAgent:
         labeled, finalised = await loop.run_in_executor(None, refine_and_mine, self.store, self.miner,
                                                         self.validator, candidates, labels)
         sink_batch = SinkBatch(events=[item.event for item in batch if item.event], labeled=labeled,
-                               dead_letters=dead_letters, finalised=finalised)
+                               dead_letters=dead_letters, finalised=finalised,
+                               signals=[item.signal for item in batch if item.signal])
         await loop.run_in_executor(None, self.sink.write, sink_batch)
         return labels
 
