@@ -19,7 +19,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from tacit.core.db import FeedbackRow, MessageRow, RejectedEvent, make_engine
+from tacit.core.db import FeedbackRow, MessageRow, RejectedEvent, SignalRow, make_engine
 from tacit.core.domain import ChatEvent, Role
 from tacit.core.endpoints import Endpoints, read_state
 from tacit.core.kafka import end_offsets
@@ -305,6 +305,23 @@ def test_every_fuzzed_record_is_stored_or_dead_lettered(private, fuzz_worker, re
             assert (parsed.conversation_id, parsed.turn_index) in stored
         else:
             assert rejected[position] == storable_reason(parsed.reason)
+
+
+def test_a_signal_sent_before_its_message_is_stored_and_a_malformed_one_dead_lettered(private, fuzz_worker):
+    settings, endpoints = private
+    engine = make_engine(endpoints.database_url)
+    thumbs = {"tenant": "signals", "conversation_id": "c1", "message_turn": 1, "signal": "thumbs", "up": True}
+    records = [(b"signals:c1", json.dumps(thumbs).encode()),
+               (b"signals:c1", json.dumps({**thumbs, "signal": "rating", "score": 11, "scale": 10}).encode())]
+    (_, bad_offset) = asyncio.run(produce(endpoints.kafka_bootstrap, settings.chat_events_topic, records))[1]
+    send_events(private, conversation("signals", 1, range(3)))
+    wait_until(lambda: tenant_count(engine, MessageRow, "signals") == 3 and tenant_count(engine, SignalRow, "signals"),
+               "the signal and its conversation", settings.data_dir / "logs" / "fuzz.log")
+    with engine.connect() as conn:
+        reason = conn.scalar(select(RejectedEvent.reason).where(RejectedEvent.offset == bad_offset,
+                                                                RejectedEvent.key == b"signals:c1"))
+        kinds = conn.execute(select(SignalRow.kind, SignalRow.message_turn).where(SignalRow.tenant == "signals")).all()
+    assert reason.startswith("invalid feedback signal: rating.score") and [tuple(k) for k in kinds] == [("thumbs", 1)]
 
 
 def stored_sentinels(engine, mark: str) -> int:
