@@ -5,17 +5,21 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from tacit.core.db import SignalRow
 from tacit.core.domain import SIGNAL, ChatEvent, Role
+from tacit.core.examples import load_examples
+from tacit.core.fusion import FusionRule
 from tacit.ingest.sink import PostgresSink, SinkBatch
+from tests.helpers.feedback import message, rating
 
 pytestmark = pytest.mark.integration
 
 
-def thumbs_down(event_id: str = "s1"):
-    return SIGNAL.validate_python({"event_id": event_id, "tenant": "acme", "conversation_id": "c1",
-                                   "message_turn": 1, "signal": "thumbs", "up": False, "comment": "no"})
+def thumbs_down(event_id: str = "s1", conversation_id: str = "c1", turn: int = 1):
+    return SIGNAL.validate_python({"event_id": event_id, "tenant": "acme", "conversation_id": conversation_id,
+                                   "message_turn": turn, "signal": "thumbs", "up": False, "comment": "no"})
 
 
 def test_a_signal_before_its_message_is_kept_and_a_redelivery_changes_nothing(engine: Engine) -> None:
@@ -29,3 +33,23 @@ def test_a_signal_before_its_message_is_kept_and_a_redelivery_changes_nothing(en
                             .order_by(SignalRow.event_id)).all()
     assert [tuple(row) for row in rows] == [("s1", "thumbs", {"up": False, "comment": "no"}),
                                              ("s2", "thumbs", {"up": False, "comment": "no"})]
+
+
+def test_training_examples_fuse_each_follow_up_label_with_the_signals_on_its_reply(engine: Engine) -> None:
+    texts = ["Sort a list?", "Use sorted().", "Thanks!", "Case-insensitive?", "Use key=str.lower.", "And?"]
+    with Session(engine) as session, session.begin():
+        session.add_all([message("c1", turn, Role.USER if turn % 2 == 0 else Role.ASSISTANT, text, "u1")
+                         for turn, text in enumerate(texts)])
+        session.add_all([rating("c1", "u1", 1, 5), rating("c1", "u1", 3, 3)])
+    regenerate = SIGNAL.validate_python({"tenant": "acme", "conversation_id": "c1", "message_turn": 3,
+                                         "signal": "regenerate"})
+    PostgresSink(engine).write(SinkBatch(events=(), labeled=(), dead_letters=(),
+                                         signals=[thumbs_down(), regenerate, thumbs_down("s3", "other")]))
+
+    plain = {example.response_turn: (example.level, example.fusion) for example in load_examples(engine)}
+    fused = {example.response_turn: (example.level, example.fusion)
+             for example in load_examples(engine, fusion=FusionRule())}
+
+    assert plain == {1: (5, None), 3: (3, None)}
+    assert fused == {1: (2, "follow-up 5 against thumbs down; signals win: 2"),
+                     3: (2, "follow-up 3 -> 2 by regenerate")}
