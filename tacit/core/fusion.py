@@ -74,7 +74,10 @@ class Fused:
     reason: str
 
 
-def fuse(level: int, signals: Iterable[SignalEvent], rule: FusionRule = FusionRule()) -> Fused:
+DEFAULT_RULE = FusionRule()
+
+
+def fuse(level: int, signals: Iterable[SignalEvent], rule: FusionRule = DEFAULT_RULE) -> Fused:
     """The target for a reply whose follow-up was labeled ``level`` and that received ``signals``."""
     counted = [(signal, rule.vote(signal) * rule.weights.get(signal.signal, 0.0)) for signal in signals]
     counted = [(signal, vote) for signal, vote in counted if vote]

@@ -36,10 +36,11 @@ def _margin(settings: TacitSettings, margin: float | None) -> float:
 
 @pairs_app.command("build")
 def pairs_build(ctx: typer.Context, tenant: TenantOption = None) -> None:
-    """Derive re-attempt pairs (corrected reply vs. the accepted retry) from the labels; idempotent."""
+    """Derive re-attempt pairs (corrected reply vs. the accepted retry) from the labels, and regeneration
+    pairs (regenerated reply vs. its accepted replacement) from the signals; idempotent."""
     from tacit.rlhi.pairs import build_pairs
 
-    console.print(f"{build_pairs(wiring(ctx).engine(), tenant)} re-attempt pairs stored")
+    console.print(f"{build_pairs(wiring(ctx).engine(), tenant)} re-attempt and regeneration pairs stored")
 
 
 @pairs_app.command("rank")

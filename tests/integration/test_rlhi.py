@@ -15,6 +15,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from tacit.core.db import PersonaRow, PreferencePairRow
+from tacit.core.domain import SIGNAL, ChatEvent, Role
+from tacit.ingest.sink import PostgresSink, SinkBatch
 from tacit.rlhi.export import dpo_records, rm_records, write_records
 from tacit.rlhi.pairs import build_pairs
 from tacit.rlhi.personas import build_personas, refresh_due
@@ -34,6 +36,23 @@ def test_pairs_are_built_once_with_provenance(rlhi_engine: Engine):
     assert pair.chosen.startswith("```python") and pair.rejected.startswith("function")
     assert pair.provenance["rejected"]["level"] == 2 and pair.provenance["chosen"]["level"] == 5
     assert pair.provenance["chosen"]["labeler_id"] == "rules"
+
+
+def test_a_regeneration_gives_a_pair_with_its_signal_as_provenance(rlhi_engine: Engine):
+    texts = [(Role.USER, "Capital of Australia?"), (Role.ASSISTANT, "Sydney."), (Role.ASSISTANT, "Canberra.")]
+    regenerate = SIGNAL.validate_python({"event_id": "r1", "tenant": TENANT, "conversation_id": "regen",
+                                         "message_turn": 1, "signal": "regenerate"})
+    PostgresSink(rlhi_engine).write(SinkBatch(signals=[regenerate], labeled=(), dead_letters=(), events=[
+        ChatEvent(tenant=TENANT, conversation_id="regen", turn_index=turn, role=role, content=text, user_id="cy")
+        for turn, (role, text) in enumerate(texts)]))
+
+    assert build_pairs(rlhi_engine, TENANT) == 2  # the re-attempt of the shared store, and the regeneration
+    with Session(rlhi_engine) as session:
+        [pair] = session.scalars(select(PreferencePairRow).where(PreferencePairRow.source == "regeneration",
+                                                                 PreferencePairRow.tenant == TENANT)).all()
+    assert (pair.conversation_id, pair.rejected, pair.chosen, pair.user_id) == ("regen", "Sydney.", "Canberra.", "cy")
+    assert pair.prompt == [{"role": "user", "content": "Capital of Australia?"}]
+    assert pair.provenance["regenerate"]["event_id"] == "r1" and pair.provenance["replaced_by"] == [2]
 
 
 def test_personas_are_stored_for_each_user(rlhi_engine: Engine):
