@@ -87,7 +87,9 @@ def fuse(level: int, signals: Iterable[SignalEvent], rule: FusionRule = DEFAULT_
         return Fused(level, FOLLOWUP, f"follow-up {level}; {reason}")
     names = ", ".join(describe(signal) for signal, vote in counted if (vote > 0) == (total > 0))
     pushed = min(level, NEGATIVE_CEILING) if total < 0 else max(level, POSITIVE_FLOOR)
-    if pushed == level or level == SatisfactionLevel.NEUTRAL:
+    if pushed == level:
+        return Fused(level, SIGNALS, f"follow-up {level} confirmed by {names}")
+    if level == SatisfactionLevel.NEUTRAL:
         return Fused(pushed, SIGNALS, f"follow-up {level} -> {pushed} by {names}")
     winner = {"signals": pushed, "followup": level, "neutral": int(SatisfactionLevel.NEUTRAL)}[rule.conflict]
     return Fused(winner, CONFLICT, f"follow-up {level} against {names}; {rule.conflict} win: {winner}")

@@ -97,7 +97,8 @@ def test_a_signal_pushes_a_neutral_or_agreeing_level_to_its_side(kind, level, ex
     fused = fuse(level, signals(kind))
 
     assert (fused.level, fused.decided_by) == (expected, SIGNALS)
-    assert f"follow-up {level} -> {expected} by" in fused.reason
+    change = "confirmed" if level == expected else f"-> {expected}"
+    assert fused.reason.startswith(f"follow-up {level} {change} by")
 
 
 @pytest.mark.parametrize("kind", [{"signal": "rating", "score": 3, "scale": 5},
