@@ -142,9 +142,13 @@ def export_dpo(ctx: typer.Context, out: OutOption, tenant: TenantOption = None, 
 
 @export_app.command("rm")
 def export_rm(ctx: typer.Context, out: OutOption, tenant: TenantOption = None, persona: PersonaOption = False) -> None:
-    """WildFB-style items: text in the WildReward layout, label = ordinal class of levels 1, 2, 4, 5."""
+    """WildFB-style items: text in the WildReward layout, label = ordinal class of levels 1, 2, 4, 5 (fused
+    with the feedback signals, as training reads them, unless TACIT_FEEDBACK_FUSION is false)."""
+    from tacit.core.fusion import FusionRule
     from tacit.rlhi.export import rm_records, write_records
 
-    records = rm_records(wiring(ctx).engine(), tenant, persona)
+    wired = wiring(ctx)
+    fusion = FusionRule() if wired.settings().feedback_fusion else None
+    records = rm_records(wired.engine(), tenant, persona, fusion)
     write_records(records, out)
     console.print(f"{len(records)} items written to {out}")

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from tacit.core.db import PersonaRow, PreferencePairRow
 from tacit.core.domain import SIGNAL, ChatEvent, Role
+from tacit.core.fusion import FusionRule
 from tacit.ingest.sink import PostgresSink, SinkBatch
 from tacit.rlhi.export import dpo_records, rm_records, write_records
 from tacit.rlhi.pairs import build_pairs
@@ -94,3 +95,13 @@ def test_the_rm_export_has_wildreward_texts_and_ordinal_classes(rlhi_engine: Eng
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted((record["level"], record["label"]) for record in records) == [(1, 0), (1, 0), (2, 1), (4, 2), (5, 3)]
     assert all("User Query:\n" in record["text"] and "Assistant Response:\n" in record["text"] for record in records)
+
+
+def test_the_rm_export_fuses_levels_with_signals_when_asked(rlhi_engine: Engine):
+    thumbs_down = SIGNAL.validate_python({"tenant": TENANT, "conversation_id": "bread", "message_turn": 1,
+                                          "signal": "thumbs", "up": False})
+    PostgresSink(rlhi_engine).write(SinkBatch(events=(), labeled=(), dead_letters=(), signals=[thumbs_down]))
+
+    plain = sorted(record["level"] for record in rm_records(rlhi_engine, TENANT))
+    fused = sorted(record["level"] for record in rm_records(rlhi_engine, TENANT, fusion=FusionRule()))
+    assert (plain, fused) == ([1, 1, 2, 4, 5], [1, 1, 2, 2, 5])  # bread's 4 under a thumbs down
