@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from tacit.core.db import SignalRow
+from tacit.core.db import SignalRow, TrainingRun
 from tacit.core.domain import SIGNAL, ChatEvent, Role
 from tacit.core.examples import load_examples
 from tacit.core.fusion import FusionRule
 from tacit.ingest.sink import PostgresSink, SinkBatch
-from tests.helpers.feedback import message, rating
+from tacit.trainer.job import run_training
+from tests.helpers.feedback import insert_feedback, message, rating
 
 pytestmark = pytest.mark.integration
 
@@ -53,3 +56,16 @@ def test_training_examples_fuse_each_follow_up_label_with_the_signals_on_its_rep
     assert plain == {1: (5, None), 3: (3, None)}
     assert fused == {1: (2, "follow-up 5 against thumbs down; signals win: 2"),
                      3: (2, "follow-up 3 -> 2 by regenerate")}
+
+
+def test_a_training_run_reads_fused_targets_and_records_the_setting(isolated, engine: Engine, caplog) -> None:
+    insert_feedback(engine)
+    PostgresSink(engine).write(SinkBatch(events=(), labeled=(), dead_letters=(),
+                                         signals=[thumbs_down("s1", "conv-1"), thumbs_down("s2", "conv-2", 3)]))
+
+    with caplog.at_level(logging.INFO, logger="tacit.core.examples"):
+        run_training(isolated, use_ray=False, steps=1)
+    with engine.connect() as conn:
+        params = conn.scalar(select(TrainingRun.params))
+    assert params["feedback_fusion"] is True
+    assert "Fusion: signals counted on 2 of 62 examples." in caplog.text
