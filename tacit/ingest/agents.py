@@ -26,7 +26,7 @@ from tacit.core.domain import PENDING, ChatEvent, FeedbackCandidate, Label, Rate
 from tacit.core.privacy import Privacy
 from tacit.core.settings import TacitSettings
 from tacit.ingest import tables, topics
-from tacit.ingest.events import Rejection, parse_event, storable_reason
+from tacit.ingest.events import Rejection, parse_event, storable_reason, with_record_id
 from tacit.ingest.metrics import WorkerMetrics
 from tacit.ingest.sink import DeadLetter, PostgresSink, SinkBatch, backoff_delays
 from tacit.ingest.store import PendingStore
@@ -70,7 +70,8 @@ class Observer:
                 return _rejected(message, value, parsed.reason, self.metrics)
             parsed = self.privacy.apply(parsed)  # before the window, so neither labels nor rows see raw PII
             if isinstance(parsed, SignalEvent):  # stored as it comes; joined to its message when read
-                return Observed(message.partition, message.offset, signal=parsed)
+                signal = with_record_id(parsed, message.topic, message.partition, message.offset)
+                return Observed(message.partition, message.offset, signal=signal)
             observation = observe(ConversationWindow.from_json(self.windows.get(parsed.key)), parsed,
                                   self.capacity)
             if observation.outcome is Outcome.ACCEPTED:

@@ -53,6 +53,18 @@ def validate_event(payload: dict) -> ChatEvent | SignalEvent:
     return ChatEvent.model_validate(payload)
 
 
+def with_record_id(signal: SignalEvent, topic: str, partition: int, offset: int) -> SignalEvent:
+    """A signal sent without an event id, named by its record's position.
+
+    The id is part of a signal's natural key, and a default one would be drawn afresh on every delivery: a
+    record delivered again after a crash would be stored twice. Its position is the same every time.
+    (The gateway and ``tacit replay`` always write an id, so this only serves direct producers.)
+    """
+    if "event_id" in signal.model_fields_set:
+        return signal
+    return signal.model_copy(update={"event_id": f"{topic}:{partition}:{offset}"})
+
+
 def storable_reason(reason: str) -> str:
     """A rejection reason PostgreSQL and Kafka headers accept.
 

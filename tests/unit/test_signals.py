@@ -9,7 +9,7 @@ import pytest
 from tacit.core.domain import SIGNAL, ChatEvent, SignalEvent
 from tacit.core.fusion import CONFLICT, FOLLOWUP, SIGNALS, FusionRule, fuse
 from tacit.core.privacy import Privacy
-from tacit.ingest.events import Rejection, encode_event, parse_event
+from tacit.ingest.events import Rejection, encode_event, parse_event, with_record_id
 
 
 def signal(**fields) -> SignalEvent:
@@ -54,6 +54,14 @@ def test_a_signal_is_refused_under_another_conversations_key():
     result = parse_event(raw(signal="copy"), b"acme:c2")
 
     assert isinstance(result, Rejection) and "tenant:conversation_id" in result.reason
+
+
+def test_a_signal_without_an_id_is_named_by_its_record_and_one_with_an_id_keeps_it():
+    anonymous = parse_event(raw(signal="copy"), b"acme:c1")
+    named = parse_event(raw(signal="copy", event_id="mine"), b"acme:c1")
+
+    assert with_record_id(anonymous, "chat-events", 2, 40).event_id == "chat-events:2:40"
+    assert with_record_id(named, "chat-events", 2, 40).event_id == "mine"
 
 
 def test_chat_events_still_parse_as_chat_events():
