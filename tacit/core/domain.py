@@ -127,7 +127,7 @@ class SignalEvent(KeyedEvent):
     message apart (two thumbs from two readers of a shared chat) and makes a redelivered one a duplicate.
     """
 
-    message_turn: int = Field(ge=0, le=1_000_000, description="Turn index of the assistant message it is about.")
+    message_turn: int = Field(ge=0, le=1_000_000, description="Turn index of the message it is about.")
     timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
 
     @property
@@ -148,7 +148,7 @@ class Reaction(SignalEvent):
 
 
 class Regenerate(SignalEvent):
-    """The user asked for another answer; ``replacement_turn`` is that answer's turn, when the app knows it."""
+    """The user asked for another answer; ``replacement_turn`` is that answer's turn, if the app knows it."""
 
     signal: Literal["regenerate"]
     replacement_turn: int | None = Field(None, ge=0, le=1_000_000)

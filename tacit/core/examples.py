@@ -161,8 +161,8 @@ def with_signals(engine: Engine, examples: list[RewardExample], rule: FusionRule
     signals = load_signals(engine, tenants)
     fused = []
     for example in examples:
-        result = fuse(example.level, signals.get((example.tenant, example.conversation_id, example.response_turn), ()),
-                      rule)
+        key = (example.tenant, example.conversation_id, example.response_turn)
+        result = fuse(example.level, signals.get(key, ()), rule)
         if result.decided_by == FOLLOWUP:
             fused.append(example)
             continue

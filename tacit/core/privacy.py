@@ -114,7 +114,8 @@ class Privacy:
         like any message, and is redacted the same way."""
         if not self.redact_pii:
             return signal
-        texts = {name: redact(text) for name in SIGNAL_TEXTS if isinstance(text := getattr(signal, name, None), str)}
+        texts = {name: redact(text) for name in SIGNAL_TEXTS
+                 if isinstance(text := getattr(signal, name, None), str)}
         return signal.model_copy(update=texts) if texts else signal
 
 

@@ -72,7 +72,8 @@ def detect_format(path: Path) -> str:
 def event_id(tenant: str, conversation_id: str, turn_index: int, *signal: str | int) -> str:
     """Deterministic, so replaying a file twice produces the same events (and no new rows); a signal's id
     adds what tells it apart from the message's other signals."""
-    return hashlib.sha1("\x00".join(map(str, (tenant, conversation_id, turn_index, *signal))).encode()).hexdigest()
+    parts = (tenant, conversation_id, turn_index, *signal)
+    return hashlib.sha1("\x00".join(map(str, parts)).encode()).hexdigest()
 
 
 def conversation_events(conversation: Conversation, tenant: str) -> list[ChatEvent]:
@@ -104,7 +105,8 @@ def conversation_events(conversation: Conversation, tenant: str) -> list[ChatEve
 THUMBS = {"+1": True, "-1": False}
 
 
-def conversation_signals(conversation: Conversation, tenant: str, events: list[ChatEvent]) -> list[SignalEvent]:
+def conversation_signals(conversation: Conversation, tenant: str,
+                         events: list[ChatEvent]) -> list[SignalEvent]:
     """The feedback signals of a conversation's messages (one per user who reacted), timed like the message:
     OpenAssistant's thumbs become ``thumbs`` signals, its other emojis ``reaction`` signals. Raises
     :class:`Skip` when one is not a valid signal."""
@@ -122,7 +124,8 @@ def _signal(tenant: str, conversation_id: str, event: ChatEvent, name: str, user
         "event_id": event_id(tenant, conversation_id, event.turn_index, name, user),
         "tenant": tenant, "conversation_id": conversation_id, "message_turn": event.turn_index,
         "timestamp": event.timestamp,
-        **({"signal": "thumbs", "up": THUMBS[name]} if name in THUMBS else {"signal": "reaction", "name": name}),
+        **({"signal": "thumbs", "up": THUMBS[name]} if name in THUMBS
+           else {"signal": "reaction", "name": name}),
     })
 
 

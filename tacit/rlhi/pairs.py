@@ -119,7 +119,9 @@ def regeneration_pairs(
     return pairs
 
 
-def _replacements(messages: Sequence[Message], signals: Mapping[int, Sequence[SignalEvent]]) -> dict[int, Regenerate]:
+def _replacements(
+    messages: Sequence[Message], signals: Mapping[int, Sequence[SignalEvent]]
+) -> dict[int, Regenerate]:
     """Each regenerated assistant reply's turn -> its (first) regenerate signal, with the replacement's
     turn filled in: the signal's own, else the assistant message right after it; none: not a pair."""
     assistant = {m.turn_index for m in messages if m.role is Role.ASSISTANT}
@@ -129,7 +131,9 @@ def _replacements(messages: Sequence[Message], signals: Mapping[int, Sequence[Si
         regenerate = next((signal for signal in received if isinstance(signal, Regenerate)), None)
         if regenerate is None or turn not in assistant:
             continue
-        replacement = regenerate.replacement_turn if regenerate.replacement_turn is not None else following.get(turn)
+        replacement = regenerate.replacement_turn
+        if replacement is None:
+            replacement = following.get(turn)
         if replacement is not None and replacement != turn:
             replaced[turn] = regenerate.model_copy(update={"replacement_turn": replacement})
     return replaced
@@ -173,7 +177,8 @@ ConversationKey = tuple[str, str]  # (tenant, conversation id)
 
 def _regeneration_pairs(engine: Engine, tenant: str | None) -> list[PreferencePair]:
     by_conversation: dict[ConversationKey, dict[int, list[SignalEvent]]] = {}
-    for (conv_tenant, conversation_id, turn), received in load_signals(engine, (tenant,) if tenant else ()).items():
+    stored = load_signals(engine, (tenant,) if tenant else ())
+    for (conv_tenant, conversation_id, turn), received in stored.items():
         by_conversation.setdefault((conv_tenant, conversation_id), {})[turn] = received
     regenerated = [key for key, signals in by_conversation.items()
                    if any(isinstance(s, Regenerate) for received in signals.values() for s in received)]
