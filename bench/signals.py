@@ -138,15 +138,20 @@ def main() -> None:
     parser.add_argument("--labeler", default="rules")
     args = parser.parse_args()
     replies = read_replies(args.trees, args.labeler)
+    print(f"labeler {args.labeler}")
+    report("every assistant message", replies)
+    report("messages with a follow-up (what training reads)", [reply for reply in replies if reply.levels])
+
+
+def report(title: str, replies: list[Reply]) -> None:
     with_thumbs = [reply for reply in replies if reply.thumbs]
     votes = sum(len(reply.thumbs) for reply in replies)
-    print(f"{len(replies)} assistant messages, {sum(bool(r.levels) for r in replies)} with follow-ups, "
-          f"{len(with_thumbs)} with thumbs ({votes} thumbs, {sum(sum(r.thumbs) for r in replies)} up); "
-          f"labeler {args.labeler}")
-    print("\nROC-AUC against each volunteer's thumb (fused: the other volunteers' thumbs only)")
+    print(f"\n== {title}: {len(replies)}, {sum(bool(r.levels) for r in replies)} with follow-ups, "
+          f"{len(with_thumbs)} with thumbs ({votes} thumbs, {sum(sum(r.thumbs) for r in replies)} up)")
+    print("ROC-AUC against each volunteer's thumb (fused: the other volunteers' thumbs only)")
     for name, auc in auc_against_thumbs(with_thumbs).items():
         print(f"  {name:10s} {auc:.3f}")
-    print("\nsibling ranks: accuracy (ties half) | agreement where separated | share separated | pairs")
+    print("sibling ranks: accuracy (ties half) | agreement where separated | share separated | pairs")
     for name, (accuracy, agree, separated, pairs) in rank_agreement(replies).items():
         print(f"  {name:10s} {accuracy:.3f} | {agree:.3f} | {separated:.3f} | {pairs}")
 
