@@ -13,7 +13,9 @@ The answer says, per event, what happened, and nothing is ever lost without sayi
 
 ``POST /v1/feedback`` takes feedback signals (thumbs, reactions, regenerations, edits, copies, ratings) the
 same ways (one, a list, or ``{"signals": [...]}``), with the same keys, limits and answers; they go on the
-same topic under the same key, so a conversation's messages and signals stay in one partition.
+same topic under the same key, so a conversation's messages and signals stay in one partition. Sending
+signals again is safe when they carry their own ``event_id``: the worker stores a signal once per
+(tenant, conversation, message turn, event id), and the gateway draws a fresh id for one without.
 """
 
 from __future__ import annotations
