@@ -113,6 +113,30 @@ class FeedbackRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class SignalRow(Base):
+    """A user's feedback signal on one assistant message (thumbs, reaction, regenerate, edit, copy, rating).
+
+    No foreign key to the message: a signal may arrive before its message and must be kept, so the two are
+    joined on (tenant, conversation, turn) when read. The natural key includes the signal's event id, so a
+    redelivered signal is the same row and two signals on one message are two rows.
+    """
+
+    __tablename__ = "signals"
+    __table_args__ = (
+        UniqueConstraint("tenant", "conversation_id", "message_turn", "event_id", name="uq_signals_key"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(128))
+    conversation_id: Mapped[str] = mapped_column(String(256))
+    message_turn: Mapped[int] = mapped_column(Integer)
+    event_id: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)  # the kind's own fields
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # the signal's timestamp
+    ingested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class RejectedEvent(Base):
     """A record that could not be processed, kept with its raw bytes and the reason (the dead letter)."""
 

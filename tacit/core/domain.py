@@ -7,9 +7,17 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class Role(str, enum.Enum):
@@ -37,11 +45,11 @@ MAX_METADATA_DEPTH = 32  # JSON serialisers stop near 255 levels; nothing real n
 Tenant = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-]+$")]
 
 
-class ChatEvent(BaseModel):
-    """One message of one conversation, as it travels on the chat-events topic.
+class KeyedEvent(BaseModel):
+    """What every record on the chat-events topic carries: its id, its conversation (the Kafka key), its time.
 
-    ``turn_index`` orders messages within a conversation and, with tenant and conversation id, is the
-    message's natural key: replaying the same message twice is harmless.
+    The validators here are the topic's limits, shared by chat events and feedback signals: whatever
+    PostgreSQL cannot store or Kafka cannot carry is refused at the door, not as a failing batch later.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=False)
@@ -49,16 +57,8 @@ class ChatEvent(BaseModel):
     event_id: str = Field(default_factory=lambda: uuid.uuid4().hex, min_length=1, max_length=128)
     tenant: Tenant
     conversation_id: str = Field(min_length=1, max_length=256)
-    turn_index: int = Field(ge=0, le=1_000_000)
-    role: Role
-    content: str = Field(max_length=MAX_CONTENT_CHARS)
-    user_id: str | None = Field(None, max_length=256)
-    assistant_model: str | None = Field(None, max_length=256)
-    timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    language: str | None = Field(None, max_length=32)
-    metadata: dict[str, Any] = Field(default_factory=dict)
 
-    @field_validator("timestamp")
+    @field_validator("timestamp", check_fields=False)
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
         """In UTC (a naive time is taken as UTC). A time whose UTC instant falls outside years 1-9999 is
@@ -69,15 +69,8 @@ class ChatEvent(BaseModel):
         except OverflowError:
             raise ValueError("must lie between the years 1 and 9999 in UTC") from None
 
-    @field_validator("metadata")
-    @classmethod
-    def _shallow(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if _depth(value) > MAX_METADATA_DEPTH:
-            raise ValueError(f"nested too deep (more than {MAX_METADATA_DEPTH} levels)")
-        return value
-
     @model_validator(mode="after")
-    def _storable(self) -> ChatEvent:
+    def _storable(self) -> KeyedEvent:
         """Reject what PostgreSQL cannot store or Kafka carry, here rather than as a failing batch later."""
         characters = 0
         for text in _strings(tuple(vars(self).values())):  # the field values, without a costly model_dump
@@ -95,6 +88,98 @@ class ChatEvent(BaseModel):
     def key(self) -> str:
         """Kafka key: every message of a conversation lands on the same partition, in order."""
         return f"{self.tenant}:{self.conversation_id}"
+
+
+class ChatEvent(KeyedEvent):
+    """One message of one conversation, as it travels on the chat-events topic.
+
+    ``turn_index`` orders messages within a conversation and, with tenant and conversation id, is the
+    message's natural key: replaying the same message twice is harmless.
+    """
+
+    turn_index: int = Field(ge=0, le=1_000_000)
+    role: Role
+    content: str = Field(max_length=MAX_CONTENT_CHARS)
+    user_id: str | None = Field(None, max_length=256)
+    assistant_model: str | None = Field(None, max_length=256)
+    timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    language: str | None = Field(None, max_length=32)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("metadata")
+    @classmethod
+    def _shallow(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if _depth(value) > MAX_METADATA_DEPTH:
+            raise ValueError(f"nested too deep (more than {MAX_METADATA_DEPTH} levels)")
+        return value
+
+
+# ------------------------------------------------------------------------------------------ feedback signals
+
+MAX_COMMENT_CHARS = 10_000
+
+
+class SignalEvent(KeyedEvent):
+    """A user's signal about one assistant message, on the chat-events topic next to the messages.
+
+    The message is named by its turn index, its natural key within the conversation, so a signal can be
+    stored before the message arrives and joined to it when read. ``event_id`` tells two signals on one
+    message apart (two thumbs from two readers of a shared chat) and makes a redelivered one a duplicate.
+    """
+
+    message_turn: int = Field(ge=0, le=1_000_000, description="Turn index of the message it is about.")
+    timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def detail(self) -> dict[str, Any]:
+        """The fields of this kind of signal alone (``up``, ``score``...), as stored next to its kind."""
+        return self.model_dump(mode="json", exclude={*SignalEvent.model_fields, "signal"})
+
+
+class Thumbs(SignalEvent):
+    signal: Literal["thumbs"]
+    up: bool
+    comment: str | None = Field(None, max_length=MAX_COMMENT_CHARS)
+
+
+class Reaction(SignalEvent):
+    signal: Literal["reaction"]
+    name: str = Field(min_length=1, max_length=64, description="The reaction's name, e.g. an emoji's.")
+
+
+class Regenerate(SignalEvent):
+    """The user asked for another answer; ``replacement_turn`` is that answer's turn, if the app knows it."""
+
+    signal: Literal["regenerate"]
+    replacement_turn: int | None = Field(None, ge=0, le=1_000_000)
+
+
+class Edit(SignalEvent):
+    """The user edited their message and sent it again (``text``), in place of answering this message."""
+
+    signal: Literal["edit"]
+    text: str = Field(max_length=MAX_CONTENT_CHARS)
+
+
+class Copy(SignalEvent):
+    signal: Literal["copy"]
+
+
+class Rating(SignalEvent):
+    signal: Literal["rating"]
+    score: int = Field(ge=1, le=10)
+    scale: Literal[5, 10]
+    comment: str | None = Field(None, max_length=MAX_COMMENT_CHARS)
+
+    @model_validator(mode="after")
+    def _within_scale(self) -> Rating:
+        if self.score > self.scale:
+            raise ValueError(f"score {self.score} is over its scale of {self.scale}")
+        return self
+
+
+Signal = Annotated[Thumbs | Reaction | Regenerate | Edit | Copy | Rating, Field(discriminator="signal")]
+SIGNAL = TypeAdapter(Signal)
 
 
 def _depth(value: Any, limit: int = MAX_METADATA_DEPTH + 1) -> int:

@@ -1,5 +1,8 @@
 """Training examples from the feedback table: what a reward model reads, the level it should predict.
 
+With a fusion rule (``TACIT_FEEDBACK_FUSION``), each example's level is its follow-up label combined with
+the feedback signals on its reply (:mod:`tacit.core.fusion`); ``fusion`` keeps the reason.
+
 A label scheme decides which satisfaction levels become ordinal classes. The split keeps every user on one
 side, so the holdout measures how the model generalises to people it has never seen (WildReward: more
 distinct users is what makes a better model, so per-user evaluation is the honest one).
@@ -11,7 +14,7 @@ import hashlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from itertools import groupby
 from operator import attrgetter
@@ -23,6 +26,8 @@ from sqlalchemy.orm import aliased
 
 from tacit.core.db import FeedbackRow, MessageRow
 from tacit.core.domain import REFINED, Message, Role, SatisfactionLevel
+from tacit.core.fusion import FOLLOWUP, FusionRule, fuse
+from tacit.core.signals import load_signals
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +43,8 @@ class RewardExample:
     level: int
     created_at: datetime | None = None  # when the rated reply was sent
     probabilities: tuple[float, ...] | None = None  # the labeler's P(level 1..5), when it gives them
+    response_turn: int | None = None
+    fusion: str | None = None  # why signals moved, confirmed or contested the level; None: none counted
 
 
 @dataclass(frozen=True)
@@ -99,8 +106,10 @@ def label_scheme(name: str) -> LabelScheme:
 # ------------------------------------------------------------------------------------------------ loading
 
 
-def load_examples(engine: Engine, selection: Selection = Selection()) -> list[RewardExample]:
-    """Every selected rating with its conversation so far.
+def load_examples(engine: Engine, selection: Selection = Selection(),
+                  fusion: FusionRule | None = None) -> list[RewardExample]:
+    """Every selected rating with its conversation so far, its level fused with its reply's signals when
+    ``fusion`` is given.
 
     One query returns each rating's messages up to the rated reply, ordered so that the rows of one rating
     arrive together; they are streamed and folded into examples without holding the result set.
@@ -139,7 +148,29 @@ def load_examples(engine: Engine, selection: Selection = Selection()) -> list[Re
             "%d ratings skipped: their query or response message is not in the messages table.",
             len(folded) - len(examples),
         )
-    return examples
+    return examples if fusion is None else with_signals(engine, examples, fusion, selection.tenants)
+
+
+def with_signals(engine: Engine, examples: list[RewardExample], rule: FusionRule,
+                 tenants: Sequence[str] = ()) -> list[RewardExample]:
+    """``examples`` with their levels fused with the stored signals on their replies.
+
+    A level that signals changed loses the labeler's probabilities: they describe the follow-up alone, and
+    soft targets from them would teach the old level.
+    """
+    signals = load_signals(engine, tenants)
+    fused = []
+    for example in examples:
+        key = (example.tenant, example.conversation_id, example.response_turn)
+        result = fuse(example.level, signals.get(key, ()), rule)
+        if result.decided_by == FOLLOWUP:
+            fused.append(example)
+            continue
+        probabilities = example.probabilities if result.level == example.level else None
+        fused.append(replace(example, level=result.level, probabilities=probabilities, fusion=result.reason))
+    counts = Counter(example.fusion is not None for example in fused)
+    logger.info("Fusion: signals counted on %d of %d examples.", counts[True], len(fused))
+    return fused
 
 
 def labeler_versions(engine: Engine, selection: Selection = Selection()) -> dict[str, int]:
@@ -202,6 +233,7 @@ def _example(rows: list[Row]) -> RewardExample | None:
         level=rating.level,
         created_at=response.created_at,
         probabilities=tuple(rating.probabilities) if rating.probabilities else None,
+        response_turn=rating.response_turn,
     )
 
 

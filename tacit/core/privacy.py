@@ -18,7 +18,7 @@ import hmac
 import re
 from dataclasses import dataclass
 
-from tacit.core.domain import ChatEvent
+from tacit.core.domain import ChatEvent, SignalEvent
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w-])")
@@ -99,10 +99,24 @@ class Privacy:
         salt = hmac.new(self.user_id_secret or b"", tenant.encode(), hashlib.sha256).digest()
         return hmac.new(salt, user_id.encode(), hashlib.sha256).hexdigest()[:32]
 
-    def apply(self, event: ChatEvent) -> ChatEvent:
+    def apply(self, event: ChatEvent | SignalEvent) -> ChatEvent | SignalEvent:
+        if isinstance(event, SignalEvent):
+            return self.apply_to_signal(event)
         changes = {}
         if self.redact_pii:
             changes["content"] = redact(event.content)
         if self.user_id_secret is not None and event.user_id is not None:
             changes["user_id"] = self.pseudonym(event.tenant, event.user_id)
         return event.model_copy(update=changes) if changes else event
+
+    def apply_to_signal(self, signal: SignalEvent) -> SignalEvent:
+        """A signal's free text (a thumb's or rating's comment, an edit's resent text) is a user's words
+        like any message, and is redacted the same way."""
+        if not self.redact_pii:
+            return signal
+        texts = {name: redact(text) for name in SIGNAL_TEXTS
+                 if isinstance(text := getattr(signal, name, None), str)}
+        return signal.model_copy(update=texts) if texts else signal
+
+
+SIGNAL_TEXTS = ("comment", "text")

@@ -205,6 +205,11 @@ class TacitSettings(BaseSettings):
     rank_margin: float = Field(
         0.1, ge=0, description="Least reward gap between a ranked pair's replies; closer ones are ties, left out.")
 
+    # --- feedback signals ---
+    feedback_fusion: bool = Field(
+        True, description="Train on follow-up labels fused with the thumbs, ratings, reactions, regenerations and "
+        "edits on each reply (tacit.core.fusion); false: on the follow-up labels alone.")
+
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:

@@ -22,11 +22,11 @@ from faust.streams import current_event
 from faust.types import TP
 
 from tacit.core.conversations import ConversationWindow, Outcome, candidates_from_stored, observe
-from tacit.core.domain import PENDING, ChatEvent, FeedbackCandidate, Label, Message, Rated, Stored
+from tacit.core.domain import PENDING, ChatEvent, FeedbackCandidate, Label, Message, Rated, SignalEvent, Stored
 from tacit.core.privacy import Privacy
 from tacit.core.settings import TacitSettings
 from tacit.ingest import tables, topics
-from tacit.ingest.events import Rejection, parse_event, storable_reason
+from tacit.ingest.events import Rejection, parse_event, storable_reason, with_record_id
 from tacit.ingest.metrics import WorkerMetrics
 from tacit.ingest.sink import DeadLetter, PostgresSink, SinkBatch, backoff_delays
 from tacit.ingest.store import PendingStore
@@ -40,13 +40,15 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Observed:
-    """What the per-event processor hands to the batch loop: an event and its candidates, or a dead letter."""
+    """What the per-event processor hands to the batch loop: an event and its candidates, a feedback
+    signal, or a dead letter."""
 
     partition: int
     offset: int
     event: ChatEvent | None = None
     candidates: tuple[FeedbackCandidate, ...] = ()
     dead_letter: DeadLetter | None = None
+    signal: SignalEvent | None = None
     stale: bool = False  # too old for the window: paired from PostgreSQL in the batch stage
 
 
@@ -68,6 +70,9 @@ class Observer:
             if isinstance(parsed, Rejection):
                 return _rejected(message, value, parsed.reason, self.metrics)
             parsed = self.privacy.apply(parsed)  # before the window, so neither labels nor rows see raw PII
+            if isinstance(parsed, SignalEvent):  # stored as it comes; joined to its message when read
+                signal = with_record_id(parsed, message.topic, message.partition, message.offset)
+                return Observed(message.partition, message.offset, signal=signal)
             observation = observe(ConversationWindow.from_json(self.windows.get(parsed.key)), parsed,
                                   self.capacity)
             if observation.outcome is Outcome.ACCEPTED:
@@ -156,7 +161,8 @@ class ChatEventsAgent:
         labeled, finalised = await loop.run_in_executor(None, refine_and_mine, self.store, self.miner,
                                                         self.validator, candidates, labels)
         sink_batch = SinkBatch(events=[item.event for item in batch if item.event], labeled=labeled,
-                               dead_letters=dead_letters, finalised=finalised)
+                               dead_letters=dead_letters, finalised=finalised,
+                               signals=[item.signal for item in batch if item.signal])
         await loop.run_in_executor(None, self.sink.write, sink_batch)
         return labels
 

@@ -60,6 +60,7 @@ def replay(
     table.add_column("")
     table.add_column("count", justify="right")
     table.add_row("events sent", str(report.events))
+    table.add_row("feedback signals sent", str(report.signals))
     table.add_row("conversations", str(report.conversations))
     for reason, count in report.skipped.most_common():
         table.add_row(f"skipped: {reason}", str(count))

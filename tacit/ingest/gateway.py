@@ -10,6 +10,12 @@ The answer says, per event, what happened, and nothing is ever lost without sayi
 - A 202 comes only once Kafka acknowledged every event (``acks=all``), with each one's partition and offset.
   If Kafka fails, the answer is a 503 that lists which events were accepted and which were not. Sending the
   whole batch again is safe: the worker stores a message once per (tenant, conversation, turn).
+
+``POST /v1/feedback`` takes feedback signals (thumbs, reactions, regenerations, edits, copies, ratings) the
+same ways (one, a list, or ``{"signals": [...]}``), with the same keys, limits and answers; they go on the
+same topic under the same key, so a conversation's messages and signals stay in one partition. Sending
+signals again is safe when they carry their own ``event_id``: the worker stores a signal once per
+(tenant, conversation, message turn, event id), and the gateway draws a fresh id for one without.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import uvicorn
@@ -32,7 +39,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from tacit.core.api_auth import KeyTenant, rate_limiter
 from tacit.core.apikeys import KeyVerifier
 from tacit.core.db import make_engine
-from tacit.core.domain import ChatEvent, describe_validation_error
+from tacit.core.domain import SIGNAL, ChatEvent, KeyedEvent, Signal, describe_validation_error
 from tacit.core.endpoints import endpoint
 from tacit.core.errors import TacitError
 from tacit.core.kafka import client_options
@@ -44,11 +51,27 @@ class EventBatch(BaseModel):
     events: list[ChatEvent]
 
 
-# The documented body; the handler parses it itself, to answer 400/413/422 as described above.
-REQUEST_SCHEMA = TypeAdapter(ChatEvent | list[ChatEvent] | EventBatch).json_schema(
-    ref_template="#/components/schemas/{model}"
-)
-REQUEST_DEFINITIONS = REQUEST_SCHEMA.pop("$defs")
+class SignalBatch(BaseModel):
+    signals: list[Signal]
+
+
+@dataclass(frozen=True)
+class Route:
+    """What ``/v1/events`` and ``/v1/feedback`` differ in; reading, checking and sending are shared."""
+
+    noun: str  # what the items are called in answers, and the key of the ``{noun: [...]}`` body
+    one: str  # one item, for people
+    validate: Callable[[dict], KeyedEvent]
+    schema: dict[str, Any]  # the documented body; the handler parses it itself, to answer 400/413/422
+
+
+def _schema(body: Any) -> dict[str, Any]:
+    return TypeAdapter(body).json_schema(ref_template="#/components/schemas/{model}")
+
+
+EVENTS = Route("events", "an event", ChatEvent.model_validate, _schema(ChatEvent | list[ChatEvent] | EventBatch))
+SIGNALS = Route("signals", "a signal", SIGNAL.validate_python, _schema(Signal | list[Signal] | SignalBatch))
+REQUEST_DEFINITIONS = EVENTS.schema.pop("$defs") | SIGNALS.schema.pop("$defs")
 
 
 class ItemResult(BaseModel):
@@ -108,37 +131,35 @@ def create_app(settings: TacitSettings, keys: KeyVerifier, bootstrap: str) -> Fa
         metrics.responses.labels(str(response.status_code)).inc()
         return response
 
-    @app.post(
-        "/v1/events",
-        status_code=status.HTTP_202_ACCEPTED,
-        response_model=EventsResponse,
-        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": REQUEST_SCHEMA}}}},
-        responses={
-            400: {"description": "The body is not JSON."},
-            401: {"description": "No key, or not a valid one."},
-            403: {"model": EventsResponse, "description": "A revoked key, or events of another tenant."},
-            413: {"description": "Too many events, or too large a body."},
-            422: {"model": EventsResponse, "description": "Invalid events, each with its reasons; none sent."},
-            503: {"model": EventsResponse, "description": "Kafka failed: which events were accepted, which not."},
-        },
-    )
-    async def post_events(request: Request, tenant: KeyTenant) -> JSONResponse:
-        """Put chat events (the tenant may be left out: it is the key's) on the chat-events topic."""
-        items = _items(await _read_body(request, settings.gateway_max_body_bytes), settings.gateway_max_batch)
-        events, refused = _check(items, tenant)
+    async def accept(request: Request, tenant: str, route: Route) -> JSONResponse:
+        """Read, check and send one request's items: all of them, or none and why."""
+        noun = route.noun
+        items = _items(await _read_body(request, settings.gateway_max_body_bytes), settings.gateway_max_batch, route)
+        events, refused = _check(items, tenant, route)
         if refused:
             metrics.count(refused)
             forbidden = any(result.status == "forbidden" for result in refused)
             code = status.HTTP_403_FORBIDDEN if forbidden else status.HTTP_422_UNPROCESSABLE_CONTENT
-            reason = f"this key writes tenant {tenant!r} only" if forbidden else "invalid events"
-            return _answer(code, f"{len(refused)} of {len(items)} events refused ({reason}); none sent", refused)
+            reason = f"this key writes tenant {tenant!r} only" if forbidden else f"invalid {noun}"
+            return _answer(code, f"{len(refused)} of {len(items)} {noun} refused ({reason}); none sent", refused)
         results = await _produce(request.app.state.producer, settings.chat_events_topic, events)
         metrics.count(results)
         accepted = sum(result.status == "accepted" for result in results)
         if accepted < len(results):
             return _answer(status.HTTP_503_SERVICE_UNAVAILABLE,
-                           f"Kafka accepted {accepted} of {len(results)} events; send the others again", results)
-        return _answer(status.HTTP_202_ACCEPTED, f"{accepted} events accepted", results)
+                           f"Kafka accepted {accepted} of {len(results)} {noun}; send the others again", results)
+        return _answer(status.HTTP_202_ACCEPTED, f"{accepted} {noun} accepted", results)
+
+    @app.post("/v1/events", **_documented(EVENTS))
+    async def post_events(request: Request, tenant: KeyTenant) -> JSONResponse:
+        """Put chat events (the tenant may be left out: it is the key's) on the chat-events topic."""
+        return await accept(request, tenant, EVENTS)
+
+    @app.post("/v1/feedback", **_documented(SIGNALS))
+    async def post_feedback(request: Request, tenant: KeyTenant) -> JSONResponse:
+        """Put feedback signals on assistant messages (thumbs, reactions, regenerations, edits, copies,
+        ratings) on the chat-events topic, keyed like the conversation's messages."""
+        return await accept(request, tenant, SIGNALS)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -158,6 +179,24 @@ def create_app(settings: TacitSettings, keys: KeyVerifier, bootstrap: str) -> Fa
     return app
 
 
+def _documented(route: Route) -> dict[str, Any]:
+    """The route's OpenAPI description: its body and every answer it may give."""
+    noun = route.noun
+    return {
+        "status_code": status.HTTP_202_ACCEPTED,
+        "response_model": EventsResponse,
+        "openapi_extra": {"requestBody": {"required": True, "content": {"application/json": {"schema": route.schema}}}},
+        "responses": {
+            400: {"description": "The body is not JSON."},
+            401: {"description": "No key, or not a valid one."},
+            403: {"model": EventsResponse, "description": f"A revoked key, or {noun} of another tenant."},
+            413: {"description": f"Too many {noun}, or too large a body."},
+            422: {"model": EventsResponse, "description": f"Invalid {noun}, each with its reasons; none sent."},
+            503: {"model": EventsResponse, "description": f"Kafka failed: which {noun} were accepted, which not."},
+        },
+    }
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     """The body, refused as soon as it passes ``limit`` bytes rather than after it was all read."""
     too_large = HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"The body is larger than {limit} bytes.")
@@ -171,32 +210,33 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def _items(body: bytes, max_batch: int) -> list[Any]:
-    """One event, a list, or ``{"events": [...]}``, as a list of raw items."""
+def _items(body: bytes, max_batch: int, route: Route) -> list[Any]:
+    """One item, a list, or ``{"<noun>": [...]}``, as a list of raw items."""
+    noun = route.noun
     try:
         payload = json.loads(body)
     except (ValueError, RecursionError) as error:  # also invalid UTF-8
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"The body is not JSON: {error}") from None
-    if isinstance(payload, dict) and payload.keys() == {"events"}:
-        payload = payload["events"]
+    if isinstance(payload, dict) and payload.keys() == {noun}:
+        payload = payload[noun]
         if not isinstance(payload, list):
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "'events' must be a list of chat events.")
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"'{noun}' must be a list of {noun}.")
     items = payload if isinstance(payload, list) else [payload]
     if not items:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "The batch holds no events.")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"The batch holds no {noun}.")
     if len(items) > max_batch:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
-                            f"{len(items)} events in one request; send at most {max_batch} (TACIT_GATEWAY_MAX_BATCH).")
+                            f"{len(items)} {noun} in one request; send at most {max_batch} (TACIT_GATEWAY_MAX_BATCH).")
     return items
 
 
-def _check(items: list[Any], tenant: str) -> tuple[list[ChatEvent], list[ItemResult]]:
-    """The valid events of ``tenant``, and a result for every item that is not one."""
+def _check(items: list[Any], tenant: str, route: Route) -> tuple[list[KeyedEvent], list[ItemResult]]:
+    """The valid items of ``tenant``, and a result for every item that is not one."""
     events, refused = [], []
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             refused.append(ItemResult(index=index, status="invalid",
-                                      error=f"an event must be a JSON object, not {type(item).__name__}"))
+                                      error=f"{route.one} must be a JSON object, not {type(item).__name__}"))
             continue
         claimed = item.setdefault("tenant", tenant)
         if claimed != tenant:
@@ -204,13 +244,13 @@ def _check(items: list[Any], tenant: str) -> tuple[list[ChatEvent], list[ItemRes
                                       error=f"tenant {claimed!r} is not the key's tenant {tenant!r}"))
             continue
         try:
-            events.append(ChatEvent.model_validate(item))
+            events.append(route.validate(item))
         except ValidationError as error:
             refused.append(ItemResult(index=index, status="invalid", error=describe_validation_error(error)))
     return events, refused
 
 
-async def _produce(producer: AIOKafkaProducer, topic: str, events: list[ChatEvent]) -> list[ItemResult]:
+async def _produce(producer: AIOKafkaProducer, topic: str, events: list[KeyedEvent]) -> list[ItemResult]:
     """Send in order (a conversation's messages stay in order) and wait for every acknowledgement."""
     deliveries: list[asyncio.Future[RecordMetadata]] = []
     unsent = ""

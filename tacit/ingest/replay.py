@@ -1,4 +1,5 @@
-"""``tacit replay``: send a log file's conversations to the chat-events topic, as a live app would."""
+"""``tacit replay``: send a log file's conversations to the chat-events topic, as a live app would: each
+conversation's messages, then the feedback signals on them where the format has them (OpenAssistant's)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ async def _produce(path: Path, settings: TacitSettings, bootstrap: str, options:
     try:
         pending = []
         with tqdm(desc=f"replay {path.name}", unit=" events", disable=None) as progress:
-            for events in read_conversations(path, tenant, report, options.format_name):
+            for events in read_conversations(path, tenant, report, options.format_name, signals=True):
                 if bucket:
                     await bucket.take(len(events))
                 for event in events:

@@ -17,13 +17,14 @@ from sqlalchemy import and_, bindparam, delete, func, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
 
-from tacit.core.db import Conversation, FeedbackRow, MessageRow, RejectedEvent
+from tacit.core.db import Conversation, FeedbackRow, MessageRow, RejectedEvent, SignalRow
 from tacit.core.domain import (
     PENDING,
     RAW,
     ChatEvent,
     FeedbackCandidate,
     Label,
+    SignalEvent,
     Stored,
 )
 
@@ -46,6 +47,7 @@ class SinkBatch:
     labeled: Sequence[tuple[FeedbackCandidate, Label]]
     dead_letters: Sequence[DeadLetter]
     finalised: Sequence[tuple[Stored, Label]] = ()  # stored pending items that mining decided
+    signals: Sequence[SignalEvent] = ()  # feedback signals, whether or not their message is stored yet
 
 
 class PostgresSink:
@@ -67,6 +69,8 @@ class PostgresSink:
                 conn.execute(FEEDBACK_UPSERT, rows)
             if batch.finalised:
                 conn.execute(PENDING_FINALISE, _finalised_rows(batch.finalised))
+            if batch.signals:
+                conn.execute(SIGNALS_INSERT, _signal_rows(batch.signals))
             if batch.dead_letters:
                 conn.execute(REJECTED_INSERT, _rejected_rows(batch.dead_letters))
 
@@ -192,6 +196,17 @@ def _finalised_rows(finalised: Sequence[tuple[Stored, Label]]) -> list[dict]:
          "new_stage": label.stage, "new_level": int(label.level), "new_confidence": label.confidence,
          "new_reason": label.reason}
         for item, label in finalised
+    ]
+
+
+SIGNALS_INSERT = insert(SignalRow).on_conflict_do_nothing(constraint="uq_signals_key")
+
+
+def _signal_rows(signals: Sequence[SignalEvent]) -> list[dict]:
+    return [
+        {"tenant": s.tenant, "conversation_id": s.conversation_id, "message_turn": s.message_turn,
+         "event_id": s.event_id, "kind": s.signal, "detail": s.detail, "created_at": s.timestamp}
+        for s in signals
     ]
 
 

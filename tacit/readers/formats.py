@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +31,7 @@ class Turn:
     content: str
     timestamp: datetime | str | int | None = None  # as the source wrote it; the chat event validates it
     model: str | None = None
+    reactions: tuple[tuple[str, int], ...] = ()  # (name, how many users gave it), where the source has them
 
 
 @dataclass(frozen=True)
@@ -162,9 +163,20 @@ def oasst(record: dict[str, Any]) -> Iterator[Conversation]:
         raise Skip("missing prompt")
     for path in _tree_paths(root):
         turns = _turns(list(path), _OASST_ROLES, content_key="text")
+        turns = [replace(turn, reactions=_oasst_reactions(node)) for turn, node in zip(turns, path)]
         leaf_id = _required_text(path[-1], "message_id")
         yield Conversation(f"oasst-{tree_id}-{leaf_id}", turns, user_id=f"oasst-{tree_id}",
                            language=_optional_text(root, "lang"), source="oasst")
+
+
+def _oasst_reactions(node: dict[str, Any]) -> tuple[tuple[str, int], ...]:
+    """The emoji counts of an assistant message; names starting with ``_`` are the volunteers' task skips
+    (``_skip_reply``...), not reactions to the message."""
+    emojis = node.get("emojis")
+    if node.get("role") != "assistant" or not isinstance(emojis, dict):
+        return ()
+    return tuple((name, count) for name, count in emojis.items()
+                 if isinstance(name, str) and not name.startswith("_") and isinstance(count, int) and count > 0)
 
 
 def _tree_paths(node: dict[str, Any], above: tuple[dict[str, Any], ...] = ()) -> Iterator[tuple[dict, ...]]:

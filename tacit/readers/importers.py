@@ -20,7 +20,7 @@ from typing import IO, Any
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
-from tacit.core.domain import ChatEvent, describe_validation_error
+from tacit.core.domain import SIGNAL, ChatEvent, SignalEvent, describe_validation_error
 from tacit.core.errors import TacitError
 from tacit.readers.formats import FORMATS, Conversation, Skip, detect
 
@@ -33,6 +33,7 @@ class ImportReport:
 
     conversations: int = 0
     events: int = 0
+    signals: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
 
 
@@ -68,9 +69,11 @@ def detect_format(path: Path) -> str:
     return name
 
 
-def event_id(tenant: str, conversation_id: str, turn_index: int) -> str:
-    """Deterministic, so replaying a file twice produces the same events (and no new rows)."""
-    return hashlib.sha1(f"{tenant}\x00{conversation_id}\x00{turn_index}".encode()).hexdigest()
+def event_id(tenant: str, conversation_id: str, turn_index: int, *signal: str | int) -> str:
+    """Deterministic, so replaying a file twice produces the same events (and no new rows); a signal's id
+    adds what tells it apart from the message's other signals."""
+    parts = (tenant, conversation_id, turn_index, *signal)
+    return hashlib.sha1("\x00".join(map(str, parts)).encode()).hexdigest()
 
 
 def conversation_events(conversation: Conversation, tenant: str) -> list[ChatEvent]:
@@ -98,11 +101,40 @@ def conversation_events(conversation: Conversation, tenant: str) -> list[ChatEve
         raise Skip(f"invalid event ({describe_validation_error(exc)})") from exc
 
 
-def read_conversations(path: Path, tenant: str, report: ImportReport,
-                       format_name: str | None = None) -> Iterator[list[ChatEvent]]:
+# Reactions that OpenAssistant's interface shows as its thumbs up and down buttons.
+THUMBS = {"+1": True, "-1": False}
+
+
+def conversation_signals(conversation: Conversation, tenant: str,
+                         events: list[ChatEvent]) -> list[SignalEvent]:
+    """The feedback signals of a conversation's messages (one per user who reacted), timed like the message:
+    OpenAssistant's thumbs become ``thumbs`` signals, its other emojis ``reaction`` signals. Raises
+    :class:`Skip` when one is not a valid signal."""
+    try:
+        return [_signal(tenant, conversation.id, event, name, user)
+                for turn, event in zip(conversation.turns, events, strict=True)
+                for name, count in turn.reactions
+                for user in range(count)]
+    except ValidationError as exc:
+        raise Skip(f"invalid signal ({describe_validation_error(exc)})") from exc
+
+
+def _signal(tenant: str, conversation_id: str, event: ChatEvent, name: str, user: int) -> SignalEvent:
+    return SIGNAL.validate_python({
+        "event_id": event_id(tenant, conversation_id, event.turn_index, name, user),
+        "tenant": tenant, "conversation_id": conversation_id, "message_turn": event.turn_index,
+        "timestamp": event.timestamp,
+        **({"signal": "thumbs", "up": THUMBS[name]} if name in THUMBS
+           else {"signal": "reaction", "name": name}),
+    })
+
+
+def read_conversations(path: Path, tenant: str, report: ImportReport, format_name: str | None = None,
+                       signals: bool = False) -> Iterator[list[ChatEvent | SignalEvent]]:
     """Yield each usable conversation's events; count the rest in ``report.skipped`` by reason.
 
     ``format_name`` is a key of :data:`tacit.readers.formats.FORMATS`; None detects it from the first record.
+    With ``signals``, each conversation's feedback signals (where the format has them) follow its messages.
     """
     name = format_name or detect_format(path)
     if name not in FORMATS:
@@ -110,14 +142,17 @@ def read_conversations(path: Path, tenant: str, report: ImportReport,
     parse = FORMATS[name]
     for raw in records(path):
         try:
-            conversations = [conversation_events(c, tenant) for c in parse(_decode(raw))]
+            parsed = [(c, conversation_events(c, tenant)) for c in parse(_decode(raw))]
+            conversations = [(events, conversation_signals(c, tenant, events) if signals else [])
+                             for c, events in parsed]
         except Skip as exc:
             report.skipped[str(exc)] += 1
             continue
-        for events in conversations:
+        for events, feedback in conversations:
             report.conversations += 1
             report.events += len(events)
-            yield events
+            report.signals += len(feedback)
+            yield [*events, *feedback]
 
 
 def _decode(raw: bytes | dict[str, Any]) -> dict[str, Any]:

@@ -36,10 +36,11 @@ def _margin(settings: TacitSettings, margin: float | None) -> float:
 
 @pairs_app.command("build")
 def pairs_build(ctx: typer.Context, tenant: TenantOption = None) -> None:
-    """Derive re-attempt pairs (corrected reply vs. the accepted retry) from the labels; idempotent."""
+    """Derive re-attempt pairs (corrected reply vs. the accepted retry) from the labels, and regeneration
+    pairs (regenerated reply vs. its accepted replacement) from the signals; idempotent."""
     from tacit.rlhi.pairs import build_pairs
 
-    console.print(f"{build_pairs(wiring(ctx).engine(), tenant)} re-attempt pairs stored")
+    console.print(f"{build_pairs(wiring(ctx).engine(), tenant)} re-attempt and regeneration pairs stored")
 
 
 @pairs_app.command("rank")
@@ -141,9 +142,13 @@ def export_dpo(ctx: typer.Context, out: OutOption, tenant: TenantOption = None, 
 
 @export_app.command("rm")
 def export_rm(ctx: typer.Context, out: OutOption, tenant: TenantOption = None, persona: PersonaOption = False) -> None:
-    """WildFB-style items: text in the WildReward layout, label = ordinal class of levels 1, 2, 4, 5."""
+    """WildFB-style items: text in the WildReward layout, label = ordinal class of levels 1, 2, 4, 5 (fused
+    with the feedback signals, as training reads them, unless TACIT_FEEDBACK_FUSION is false)."""
+    from tacit.core.fusion import FusionRule
     from tacit.rlhi.export import rm_records, write_records
 
-    records = rm_records(wiring(ctx).engine(), tenant, persona)
+    wired = wiring(ctx)
+    fusion = FusionRule() if wired.settings().feedback_fusion else None
+    records = rm_records(wired.engine(), tenant, persona, fusion)
     write_records(records, out)
     console.print(f"{len(records)} items written to {out}")

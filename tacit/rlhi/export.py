@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 from tacit.core.db import PersonaRow, PreferencePairRow
 from tacit.core.errors import TacitError
 from tacit.core.examples import Selection, label_scheme, load_examples
+from tacit.core.fusion import FusionRule
 from tacit.model.layouts import render
 
 Record = dict[str, Any]
@@ -44,9 +45,11 @@ def dpo_records(engine: Engine, tenant: str | None = None, persona: bool = False
     ]
 
 
-def rm_records(engine: Engine, tenant: str | None = None, persona: bool = False) -> list[Record]:
+def rm_records(engine: Engine, tenant: str | None = None, persona: bool = False,
+               fusion: FusionRule | None = None) -> list[Record]:
+    """Items for other reward-model trainers; with ``fusion``, levels fused with signals as Tacit trains."""
     scheme = label_scheme("wildfb")
-    examples = load_examples(engine, Selection(tenants=(tenant,) if tenant else ()))
+    examples = load_examples(engine, Selection(tenants=(tenant,) if tenant else ()), fusion)
     personas = _personas(engine, tenant) if persona else {}
     return [
         {

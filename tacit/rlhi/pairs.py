@@ -4,25 +4,35 @@ RLHI's "re-attempts with feedback": when a follow-up rejects or corrects a reply
 right after that follow-up is then accepted (level 4-5), the accepted reply is *chosen* and the corrected
 one *rejected*, for the prompt history + original query + the user's feedback. Only an immediate retry
 counts: anything said in between would make the two replies answers to different prompts.
+
+Regenerations give pairs directly: the reply the user regenerated away from is *rejected*, the reply that
+finally replaced it (following a chain of regenerations to its end) is *chosen*, for the prompt that both
+answered, provided the user did not turn against the replacement too (its own signals, fused as in
+training, are not negative). The replacement is the one the regenerate signal names, else the assistant
+message right after the regenerated one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from itertools import groupby
+from itertools import groupby, pairwise
 from operator import attrgetter
+from typing import Any
 
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Engine
 
 from tacit.core.db import FeedbackRow, MessageRow, PreferencePairRow
-from tacit.core.domain import Message, Role
+from tacit.core.domain import Message, Regenerate, Role, SatisfactionLevel, SignalEvent
+from tacit.core.fusion import DEFAULT_RULE, FusionRule, describe, fuse
+from tacit.core.signals import load_signals
 
 REJECTED_LEVELS = (1, 2)
 ACCEPTED_LEVELS = (4, 5)
 SOURCE = "reattempt"
+REGENERATION = "regeneration"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +53,11 @@ class PreferencePair:
     tenant: str
     conversation_id: str
     user_id: str | None
-    prompt: tuple[Message, ...]  # history, the original query, then the user's feedback
+    prompt: tuple[Message, ...]  # history, the original query, then the user's feedback if they gave one
     chosen: Message
     rejected: Message
-    chosen_rating: Rating
-    rejected_rating: Rating
+    provenance: Mapping[str, Any]  # the labels or signals the pair came from
+    source: str = SOURCE
 
 
 def reattempt_pairs(
@@ -73,16 +83,76 @@ def reattempt_pairs(
             and chosen_rating is not None
             and chosen_rating.level in ACCEPTED_LEVELS
         ):
+            provenance = {"rejected": asdict(rejected_rating), "chosen": asdict(chosen_rating)}
             pairs.append(PreferencePair(tenant, conversation_id, user_id, (*messages[:position], feedback),
-                                        retry, rejected, chosen_rating, rejected_rating))
+                                        retry, rejected, provenance))
     return pairs
+
+
+def regeneration_pairs(
+    tenant: str,
+    conversation_id: str,
+    user_id: str | None,
+    messages: Sequence[Message],
+    signals: Mapping[int, Sequence[SignalEvent]],
+    rule: FusionRule = DEFAULT_RULE,
+) -> list[PreferencePair]:
+    """The regeneration pairs of one conversation; ``messages`` oldest first, ``signals`` by message turn."""
+    by_turn = {message.turn_index: message for message in messages}
+    replaced = _replacements(messages, signals)
+    pairs = []
+    for rejected_turn, regenerate in replaced.items():
+        chain = _chain(rejected_turn, replaced)
+        chosen, rejected = by_turn.get(chain[-1]), by_turn[rejected_turn]
+        if chosen is None or chosen.role is not Role.ASSISTANT or chosen is rejected:
+            continue
+        later = signals.get(chosen.turn_index, ())
+        if fuse(SatisfactionLevel.NEUTRAL, later, rule).level < SatisfactionLevel.NEUTRAL:
+            continue  # the user turned against the replacement too
+        prompt = tuple(m for m in messages if m.turn_index < rejected_turn and m.turn_index not in replaced)
+        if not prompt or prompt[-1].role is not Role.USER:
+            continue
+        provenance = {"regenerate": {"event_id": regenerate.event_id, "at": regenerate.timestamp.isoformat()},
+                      "replaced_by": list(chain[1:]), "chosen_signals": [describe(signal) for signal in later]}
+        pairs.append(PreferencePair(tenant, conversation_id, user_id, prompt, chosen, rejected, provenance,
+                                    REGENERATION))
+    return pairs
+
+
+def _replacements(
+    messages: Sequence[Message], signals: Mapping[int, Sequence[SignalEvent]]
+) -> dict[int, Regenerate]:
+    """Each regenerated assistant reply's turn -> its (first) regenerate signal, with the replacement's
+    turn filled in: the signal's own, else the assistant message right after it; none: not a pair."""
+    assistant = {m.turn_index for m in messages if m.role is Role.ASSISTANT}
+    following = {a.turn_index: b.turn_index for a, b in pairwise(messages) if b.role is Role.ASSISTANT}
+    replaced = {}
+    for turn, received in sorted(signals.items()):
+        regenerate = next((signal for signal in received if isinstance(signal, Regenerate)), None)
+        if regenerate is None or turn not in assistant:
+            continue
+        replacement = regenerate.replacement_turn
+        if replacement is None:
+            replacement = following.get(turn)
+        if replacement is not None and replacement != turn:
+            replaced[turn] = regenerate.model_copy(update={"replacement_turn": replacement})
+    return replaced
+
+
+def _chain(turn: int, replaced: Mapping[int, Regenerate]) -> list[int]:
+    """``turn``, its replacement, that one's replacement... up to the reply that stayed (a loop stops it)."""
+    chain = [turn]
+    while chain[-1] in replaced and (following := replaced[chain[-1]].replacement_turn) not in chain:
+        chain.append(following)
+    return chain
 
 
 # ------------------------------------------------------------------------------------------------ storage
 
 
 def build_pairs(engine: Engine, tenant: str | None = None, stages: tuple[str, ...] = ("raw",)) -> int:
-    """Derive every re-attempt pair from the stored labels and upsert it; returns how many there are.
+    """Derive every re-attempt pair from the stored labels, and every regeneration pair from the stored
+    signals, and upsert them; returns how many there are.
 
     Where several labelers rated one reply, the most confident rating is used. Running it again rewrites
     the same rows (natural key: conversation, source, the two reply turns).
@@ -95,6 +165,7 @@ def build_pairs(engine: Engine, tenant: str | None = None, stages: tuple[str, ..
         for pair in reattempt_pairs(conv_tenant, conversation_id, user_id, messages,
                                     ratings[(conv_tenant, conversation_id)])
     ]
+    pairs += _regeneration_pairs(engine, tenant)
     if pairs:
         with engine.begin() as connection:
             connection.execute(UPSERT, [_row(pair) for pair in pairs])
@@ -102,6 +173,17 @@ def build_pairs(engine: Engine, tenant: str | None = None, stages: tuple[str, ..
 
 
 ConversationKey = tuple[str, str]  # (tenant, conversation id)
+
+
+def _regeneration_pairs(engine: Engine, tenant: str | None) -> list[PreferencePair]:
+    by_conversation: dict[ConversationKey, dict[int, list[SignalEvent]]] = {}
+    stored = load_signals(engine, (tenant,) if tenant else ())
+    for (conv_tenant, conversation_id, turn), received in stored.items():
+        by_conversation.setdefault((conv_tenant, conversation_id), {})[turn] = received
+    regenerated = [key for key, signals in by_conversation.items()
+                   if any(isinstance(s, Regenerate) for received in signals.values() for s in received)]
+    return [pair for key, user_id, messages in _conversations(engine, regenerated)
+            for pair in regeneration_pairs(*key, user_id, messages, by_conversation[key])]
 
 
 def _ratings(engine: Engine, tenant: str | None, stages: tuple[str, ...]) -> dict[ConversationKey, dict[int, Rating]]:
@@ -147,14 +229,14 @@ def _row(pair: PreferencePair) -> dict:
         "tenant": pair.tenant,
         "conversation_id": pair.conversation_id,
         "user_id": pair.user_id,
-        "source": SOURCE,
+        "source": pair.source,
         "rejected_turn": pair.rejected.turn_index,
         "feedback_turn": pair.prompt[-1].turn_index,
         "chosen_turn": pair.chosen.turn_index,
         "prompt": [{"role": message.role.value, "content": message.content} for message in pair.prompt],
         "chosen": pair.chosen.content,
         "rejected": pair.rejected.content,
-        "provenance": {"rejected": asdict(pair.rejected_rating), "chosen": asdict(pair.chosen_rating)},
+        "provenance": dict(pair.provenance),
     }
 
 

@@ -34,6 +34,7 @@ from tacit.core.examples import (
     labeler_versions,
     load_examples,
 )
+from tacit.core.fusion import FusionRule
 from tacit.core.registry import (
     champion,
     finish_run,
@@ -145,7 +146,7 @@ def _run(
     start_from = champion_dir if incremental else settings.resolved_base_model()
     params = {
         **asdict(config), "base_model": str(start_from), "use_ray": use_ray, "workers": workers,
-        "incremental": incremental, "resumed_from": resume,
+        "incremental": incremental, "resumed_from": resume, "feedback_fusion": settings.feedback_fusion,
         "selection": json.loads(json.dumps(asdict(selection), default=str)),
     }
     started = time.monotonic()
@@ -153,7 +154,7 @@ def _run(
     if ray_job_id is not None:
         update_run(engine, run_id, ray_job_id=ray_job_id)
     try:
-        examples = load_examples(engine, selection)
+        examples = load_examples(engine, selection, FusionRule() if settings.feedback_fusion else None)
         logger.info("Run %d: %s", run_id, balance_report(examples, label_scheme(config.label_scheme)))
         output_dir = settings.models_dir / f"run-{resume or run_id}"
         job = Job(settings, examples, config, start_from, output_dir, incremental, champion_dir)

@@ -6,7 +6,7 @@ from sqlalchemy import delete, func
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from tacit.core.db import FeedbackRow, MessageRow, PersonaRow, PreferencePairRow
+from tacit.core.db import FeedbackRow, MessageRow, PersonaRow, PreferencePairRow, SignalRow
 from tacit.core.domain import REFINED, Role
 
 TENANT = "rlhi-test"  # private to the modules that use it: the builds and exports see only its rows
@@ -31,7 +31,7 @@ CONVERSATIONS = [
 
 def delete_tenant(engine: Engine) -> None:
     with Session(engine) as session, session.begin():
-        for table in (MessageRow, FeedbackRow, PreferencePairRow, PersonaRow):
+        for table in (MessageRow, FeedbackRow, PreferencePairRow, PersonaRow, SignalRow):
             session.execute(delete(table).where(table.tenant == TENANT))
 
 

@@ -212,3 +212,33 @@ def test_serving_requires_a_key_when_keys_are_required(settings, engine, tmp_pat
         assert client.post("/get_reward", json={"query": ["hi"]}, headers={"X-API-Key": key}).status_code == 200
         apikeys.revoke(engine, stored.id)
         assert client.post("/get_reward", json={"query": ["hi"]}, headers=bearer(key)).status_code == 403
+
+
+def test_feedback_signals_go_on_the_topic_under_the_conversations_key(gateway, gateway_settings, acme_key,
+                                                                       embedded_stack):
+    signals = [{"conversation_id": "c1", "message_turn": 1, "signal": "thumbs", "up": False, "comment": "wrong"},
+               {"conversation_id": "c1", "message_turn": 1, "signal": "rating", "score": 9, "scale": 10}]
+    response = gateway.post("/v1/feedback", json={"signals": signals}, headers=bearer(acme_key))
+    assert response.status_code == 202, response.text
+    assert response.json()["detail"] == "2 signals accepted"
+    records = asyncio.run(read_back(embedded_stack.kafka_bootstrap, gateway_settings.chat_events_topic,
+                                    response.json()["results"]))
+    assert [key for key, _ in records] == [b"acme:c1"] * 2
+    assert [(value["tenant"], value["signal"]) for _, value in records] == [("acme", "thumbs"), ("acme", "rating")]
+
+
+def test_feedback_shares_the_events_keys_limits_and_error_shapes(gateway, acme_key):
+    copy = {"conversation_id": "c1", "message_turn": 1, "signal": "copy"}
+    assert gateway.post("/v1/feedback", json=copy).status_code == 401
+    assert gateway.post("/v1/feedback", json=[copy, {**copy, "tenant": "globex"}],
+                        headers=bearer(acme_key)).status_code == 403
+    invalid = gateway.post("/v1/feedback", json=[copy, {**copy, "signal": "rating", "score": 7, "scale": 5}, 3],
+                           headers=bearer(acme_key))
+    assert invalid.status_code == 422
+    assert invalid.json()["detail"] == "2 of 3 signals refused (invalid signals); none sent"
+    reasons = {result["index"]: result["error"] for result in invalid.json()["results"]}
+    assert "over its scale of 5" in reasons[1] and reasons[2] == "a signal must be a JSON object, not int"
+    too_many = gateway.post("/v1/feedback", json=[copy] * 6, headers=bearer(acme_key))
+    assert too_many.status_code == 413 and too_many.json()["detail"].startswith("6 signals in one request")
+    schema = gateway.get("/openapi.json").json()
+    assert "Thumbs" in schema["components"]["schemas"] and "/v1/feedback" in schema["paths"]

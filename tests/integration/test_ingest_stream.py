@@ -21,13 +21,13 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from tacit.core.db import FeedbackRow, MessageRow, RejectedEvent, make_engine
-from tacit.core.domain import ChatEvent, Role
+from tacit.core.db import FeedbackRow, MessageRow, RejectedEvent, SignalRow, make_engine
+from tacit.core.domain import ChatEvent, Role, SignalEvent
 from tacit.core.endpoints import Endpoints, read_state
 from tacit.core.kafka import end_offsets
 from tacit.core.settings import TacitSettings
 from tacit.devstack import stack
-from tacit.ingest.events import encode_event, parse_event, storable_reason
+from tacit.ingest.events import encode_event, parse_event, storable_reason, with_record_id
 from tests.helpers import wait_until
 from tests.helpers.stream import produce, worker
 
@@ -337,6 +337,18 @@ def event_like(conversation_id: str) -> st.SearchStrategy[dict]:
     )
 
 
+def signal_like(conversation_id: str) -> st.SearchStrategy[dict]:
+    """Feedback signals with any field possibly of the wrong kind, out of range or missing."""
+    junk = st.one_of(st.none(), st.integers(-1, 11), st.text(max_size=5))
+    return st.fixed_dictionaries(
+        {"tenant": st.just("fuzz"), "conversation_id": st.just(conversation_id),
+         "signal": st.sampled_from(["thumbs", "reaction", "regenerate", "edit", "copy", "rating", "sigh"])},
+        optional={"message_turn": st.one_of(st.integers(-1, 3), junk), "up": st.one_of(st.booleans(), junk),
+                  "name": junk, "text": junk, "score": junk, "scale": st.one_of(st.sampled_from([5, 10]), junk),
+                  "replacement_turn": junk},
+    )
+
+
 @st.composite
 def raw_records(draw) -> tuple[bytes | None, bytes]:
     """One Kafka record: arbitrary bytes (invalid UTF-8, not JSON), JSON of the wrong shape, or an event."""
@@ -350,6 +362,7 @@ def raw_records(draw) -> tuple[bytes | None, bytes]:
                                                                                     max_size=3),
                      max_leaves=6).map(lambda v: json.dumps(v).encode()),
         event_like(conversation_id).map(lambda v: json.dumps(v).encode()),
+        signal_like(conversation_id).map(lambda v: json.dumps(v).encode()),
     ))
     return draw(st.sampled_from([key, b"wrong-key", None])) if draw(st.booleans()) else key, value
 
@@ -383,12 +396,38 @@ def test_every_fuzzed_record_is_stored_or_dead_lettered(private, fuzz_worker, re
             .where(RejectedEvent.topic == settings.chat_events_topic))}
         stored = set(conn.execute(select(MessageRow.conversation_id, MessageRow.turn_index)
                                   .where(MessageRow.tenant == "fuzz")).all())
+        signals = set(conn.execute(select(SignalRow.conversation_id, SignalRow.event_id)
+                                   .where(SignalRow.tenant == "fuzz")).all())
     for (key, value), position in zip(records, positions, strict=True):
         parsed = parse_event(value, key)
         if isinstance(parsed, ChatEvent):
             assert (parsed.conversation_id, parsed.turn_index) in stored
+        elif isinstance(parsed, SignalEvent):
+            named = with_record_id(parsed, settings.chat_events_topic, *position)
+            assert (parsed.conversation_id, named.event_id) in signals
         else:
             assert rejected[position] == storable_reason(parsed.reason)
+
+
+def test_a_signal_sent_before_its_message_is_stored_and_a_malformed_one_dead_lettered(private, fuzz_worker):
+    settings, endpoints = private
+    engine = make_engine(endpoints.database_url)
+    thumbs = {"tenant": "signals", "conversation_id": "c1", "message_turn": 1, "signal": "thumbs", "up": True}
+    records = [(b"signals:c1", json.dumps(thumbs).encode()),
+               (b"signals:c1", json.dumps({**thumbs, "signal": "rating", "score": 11, "scale": 10}).encode())]
+    (partition, offset), (_, bad_offset) = asyncio.run(produce(endpoints.kafka_bootstrap,
+                                                               settings.chat_events_topic, records))
+    send_events(private, conversation("signals", 1, range(3)))
+    wait_until(lambda: tenant_count(engine, MessageRow, "signals") == 3 and tenant_count(engine, SignalRow, "signals"),
+               "the signal and its conversation", settings.data_dir / "logs" / "fuzz.log")
+    with engine.connect() as conn:
+        reason = conn.scalar(select(RejectedEvent.reason).where(RejectedEvent.offset == bad_offset,
+                                                                RejectedEvent.key == b"signals:c1"))
+        stored = conn.execute(select(SignalRow.kind, SignalRow.message_turn, SignalRow.event_id)
+                              .where(SignalRow.tenant == "signals")).all()
+    assert reason.startswith("invalid feedback signal: rating.score")
+    # sent without an event id: its record's position names it, the same on every redelivery
+    assert [tuple(row) for row in stored] == [("thumbs", 1, f"{settings.chat_events_topic}:{partition}:{offset}")]
 
 
 def stored_sentinels(engine, mark: str) -> int:

@@ -77,3 +77,29 @@ def test_replay_command_sends_each_conversation_in_order_and_repeats_identically
         assert [e.turn_index for e in events] == [0, 1, 2, 0, 1, 2]  # in order, on one partition
         assert [e.event_id for e in events[:3]] == [e.event_id for e in events[3:]]
         assert events[0].tenant == "acme" and events[0].conversation_id.startswith("sharegpt-conv-")
+
+
+def test_replaying_openassistant_sends_each_conversations_thumbs_after_its_messages(
+    embedded_stack, settings: TacitSettings, tmp_path: Path
+) -> None:
+    private = settings.model_copy(update={"kafka_bootstrap": embedded_stack.kafka_bootstrap,
+                                          "chat_events_topic": f"replay-{uuid.uuid4().hex[:8]}"})
+    ensure_topics(embedded_stack.kafka_bootstrap, private)
+    reply = {"message_id": "m2", "role": "assistant", "text": "Use sorted().", "emojis": {"+1": 2, "-1": 1},
+             "replies": [{"message_id": "m3", "role": "prompter", "text": "Thanks!", "replies": []}]}
+    tree = {"message_tree_id": "t1", "prompt": {"message_id": "m1", "role": "prompter", "text": "Sort?",
+                                                "replies": [reply]}}
+    (tmp_path / "oasst.jsonl").write_text(json.dumps(tree) + "\n")
+
+    result = CliRunner().invoke(cli.app, ["replay", str(tmp_path / "oasst.jsonl"), "--tenant", "acme"],
+                                obj=Wiring(private))
+
+    assert result.exit_code == 0, result.output
+    assert "feedback signals sent" in result.output
+    received = asyncio.run(consume_all(embedded_stack.kafka_bootstrap, private.chat_events_topic,
+                                       private.partitions))
+    assert {key for key, _ in received} == {b"acme:oasst-t1-m3"}
+    assert [event.role.value if isinstance(event, ChatEvent) else event.signal for _, event in received] == [
+        "user", "assistant", "user", "thumbs", "thumbs", "thumbs"]
+    assert sorted(event.up for _, event in received[3:]) == [False, True, True]
+    assert {event.message_turn for _, event in received[3:]} == {1}

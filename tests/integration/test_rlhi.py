@@ -15,6 +15,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from tacit.core.db import PersonaRow, PreferencePairRow
+from tacit.core.domain import SIGNAL, ChatEvent, Role
+from tacit.core.fusion import FusionRule
+from tacit.ingest.sink import PostgresSink, SinkBatch
 from tacit.rlhi.export import dpo_records, rm_records, write_records
 from tacit.rlhi.pairs import build_pairs
 from tacit.rlhi.personas import build_personas, refresh_due
@@ -34,6 +37,23 @@ def test_pairs_are_built_once_with_provenance(rlhi_engine: Engine):
     assert pair.chosen.startswith("```python") and pair.rejected.startswith("function")
     assert pair.provenance["rejected"]["level"] == 2 and pair.provenance["chosen"]["level"] == 5
     assert pair.provenance["chosen"]["labeler_id"] == "rules"
+
+
+def test_a_regeneration_gives_a_pair_with_its_signal_as_provenance(rlhi_engine: Engine):
+    texts = [(Role.USER, "Capital of Australia?"), (Role.ASSISTANT, "Sydney."), (Role.ASSISTANT, "Canberra.")]
+    regenerate = SIGNAL.validate_python({"event_id": "r1", "tenant": TENANT, "conversation_id": "regen",
+                                         "message_turn": 1, "signal": "regenerate"})
+    PostgresSink(rlhi_engine).write(SinkBatch(signals=[regenerate], labeled=(), dead_letters=(), events=[
+        ChatEvent(tenant=TENANT, conversation_id="regen", turn_index=turn, role=role, content=text, user_id="cy")
+        for turn, (role, text) in enumerate(texts)]))
+
+    assert build_pairs(rlhi_engine, TENANT) == 2  # the re-attempt of the shared store, and the regeneration
+    with Session(rlhi_engine) as session:
+        [pair] = session.scalars(select(PreferencePairRow).where(PreferencePairRow.source == "regeneration",
+                                                                 PreferencePairRow.tenant == TENANT)).all()
+    assert (pair.conversation_id, pair.rejected, pair.chosen, pair.user_id) == ("regen", "Sydney.", "Canberra.", "cy")
+    assert pair.prompt == [{"role": "user", "content": "Capital of Australia?"}]
+    assert pair.provenance["regenerate"]["event_id"] == "r1" and pair.provenance["replaced_by"] == [2]
 
 
 def test_personas_are_stored_for_each_user(rlhi_engine: Engine):
@@ -75,3 +95,13 @@ def test_the_rm_export_has_wildreward_texts_and_ordinal_classes(rlhi_engine: Eng
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted((record["level"], record["label"]) for record in records) == [(1, 0), (1, 0), (2, 1), (4, 2), (5, 3)]
     assert all("User Query:\n" in record["text"] and "Assistant Response:\n" in record["text"] for record in records)
+
+
+def test_the_rm_export_fuses_levels_with_signals_when_asked(rlhi_engine: Engine):
+    thumbs_down = SIGNAL.validate_python({"tenant": TENANT, "conversation_id": "bread", "message_turn": 1,
+                                          "signal": "thumbs", "up": False})
+    PostgresSink(rlhi_engine).write(SinkBatch(events=(), labeled=(), dead_letters=(), signals=[thumbs_down]))
+
+    plain = sorted(record["level"] for record in rm_records(rlhi_engine, TENANT))
+    fused = sorted(record["level"] for record in rm_records(rlhi_engine, TENANT, fusion=FusionRule()))
+    assert (plain, fused) == ([1, 1, 2, 4, 5], [1, 1, 2, 2, 5])  # bread's 4 under a thumbs down

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tacit.core.domain import ChatEvent, Role
+from tacit.core.domain import ChatEvent, Role, SignalEvent
 from tacit.core.errors import TacitError
 from tacit.core.settings import TacitSettings
 from tacit.data import SAMPLE_CONVERSATIONS
@@ -216,6 +216,25 @@ def test_real_oasst_trees_become_every_root_to_leaf_path():
     followups = {(a.content, b.content) for events in conversations for a, b in pairwise(events)
                  if a.role is Role.ASSISTANT and b.role is Role.USER}
     assert len(followups) == 380  # the data set's README: 380 prompter follow-ups at depth >= 2
+
+
+def test_oasst_thumbs_and_emojis_become_signals_on_their_assistant_messages(tmp_path):
+    reply = {"message_id": "m2", "role": "assistant", "text": "Use sorted().", "emojis":
+             {"+1": 2, "-1": 1, "red_flag": 1, "_skip_labeling": 3}, "replies": []}
+    tree = {"message_tree_id": "t1", "prompt": {"message_id": "m1", "role": "prompter", "text": "Sort?",
+                                                "emojis": {"+1": 5}, "replies": [reply]}}
+    path = write_jsonl(tmp_path / "oasst.jsonl", [tree])
+    report = ImportReport()
+
+    (events,) = read_conversations(path, "acme", report, "oasst", signals=True)
+    signals = [e for e in events if isinstance(e, SignalEvent)]
+    assert sorted((s.message_turn, s.signal, getattr(s, "up", None), getattr(s, "name", None)) for s in signals) == [
+        (1, "reaction", None, "red_flag"), (1, "thumbs", False, None), (1, "thumbs", True, None),
+        (1, "thumbs", True, None)]
+    assert report.signals == 4 and len({s.event_id for s in signals}) == 4
+    assert [e.event_id for e in next(read_conversations(path, "acme", ImportReport(), "oasst", signals=True))] == [
+        e.event_id for e in events]  # replayed again: the same ids, so no new rows
+    assert all(isinstance(e, ChatEvent) for e in next(read_conversations(path, "acme", ImportReport(), "oasst")))
 
 
 def test_replay_refuses_a_bad_tenant_before_connecting(tmp_path):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from tacit.core import llm as chat
-from tacit.core.domain import Message, Role
+from tacit.core.domain import SIGNAL, Message, Role
 from tacit.core.errors import TacitError
 from tacit.core.llm import JudgeConfig
 from tacit.devstack.stack import free_port
 from tacit.rlhi import persona_summary
-from tacit.rlhi.pairs import Rating, reattempt_pairs
+from tacit.rlhi.pairs import REGENERATION, Rating, reattempt_pairs, regeneration_pairs
 from tacit.rlhi.persona_summary import PersonaSummariser, parse, render
 from tacit.rlhi.personas import UserHistory, extract_personas
 from tests.helpers.llm import Server, completion, connect
@@ -39,7 +39,53 @@ def test_a_corrected_reply_and_its_accepted_retry_make_a_pair(rejected_level: in
     assert [message.turn_index for message in pair.prompt] == [0, 2]  # the query, then the feedback
     assert pair.prompt[-1].content == "No, I asked for Python."
     assert pair.chosen.turn_index == 3 and pair.rejected.turn_index == 1
-    assert (pair.rejected_rating.level, pair.chosen_rating.level) == (rejected_level, accepted_level)
+    assert (pair.provenance["rejected"]["level"], pair.provenance["chosen"]["level"]) == (rejected_level, accepted_level)
+
+
+REGENERATED = [
+    Message(Role.USER, "Write a function that reverses a string.", 0),
+    Message(Role.ASSISTANT, "function reverse(s) { return s.split('').reverse().join(''); }", 1),
+    Message(Role.ASSISTANT, "def reverse(s): return s[::-1]", 2),
+    Message(Role.ASSISTANT, "def reverse(s):\n    return s[::-1]", 3),
+    Message(Role.USER, "Thanks!", 4),
+]
+
+
+def on(turn: int, kind: str, **fields):
+    return SIGNAL.validate_python({"tenant": "acme", "conversation_id": "c1", "message_turn": turn, "signal": kind,
+                                   "event_id": f"{kind}-{turn}", **fields})
+
+
+def regenerated(signals: dict[int, list], messages: list[Message] = REGENERATED):
+    return [(pair.rejected.turn_index, pair.chosen.turn_index, [m.turn_index for m in pair.prompt])
+            for pair in regeneration_pairs("acme", "c1", "u1", messages, signals)]
+
+
+def test_a_regenerated_reply_is_rejected_for_the_reply_that_replaced_it():
+    [pair] = regeneration_pairs("acme", "c1", "u1", REGENERATED[:3] + REGENERATED[4:], {1: [on(1, "regenerate")]})
+    assert (pair.rejected.turn_index, pair.chosen.turn_index, pair.source) == (1, 2, REGENERATION)
+    assert [m.turn_index for m in pair.prompt] == [0]
+    assert pair.provenance == {"regenerate": {"event_id": "regenerate-1", "at": pair.provenance["regenerate"]["at"]},
+                               "replaced_by": [2], "chosen_signals": []}
+
+
+def test_a_chain_of_regenerations_ends_at_the_reply_that_stayed():
+    signals = {1: [on(1, "regenerate")], 2: [on(2, "regenerate")], 3: [on(3, "copy")]}
+    assert regenerated(signals) == [(1, 3, [0]), (2, 3, [0])]
+
+
+def test_the_signal_may_name_its_replacement():
+    assert regenerated({1: [on(1, "regenerate", replacement_turn=3)]}) == [(1, 3, [0])]
+
+
+@pytest.mark.parametrize("signals", [
+    {1: [on(1, "regenerate")], 2: [on(2, "thumbs", up=False)]},  # the replacement was rejected as well
+    {2: [on(2, "regenerate")]},  # nothing replaced the last reply
+    {0: [on(0, "regenerate")]},  # a user message is not a reply
+    {1: [on(1, "thumbs", up=False)]},  # no regeneration at all
+])
+def test_no_regeneration_pair_without_an_accepted_replacement(signals):
+    assert regenerated(signals, REGENERATED[:3]) == []
 
 
 @pytest.mark.parametrize("levels", [{1: 3, 3: 5}, {1: 1, 3: 3}, {1: 2, 3: 2}, {1: 4, 3: 5}, {1: 1}, {3: 5}])
