@@ -29,11 +29,14 @@ from sqlalchemy import (
     create_engine,
     func,
     make_url,
+    select,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from tacit.core.errors import TacitError
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
@@ -135,6 +138,28 @@ class SignalRow(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)  # the kind's own fields
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))  # the signal's timestamp
     ingested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class InstallSecret(Base):
+    """A secret created with the installation (by its migration), shared by all its processes."""
+
+    __tablename__ = "install_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+USER_ID_SECRET = "user_id_pseudonyms"
+
+
+def install_secret(engine: Engine, name: str) -> bytes:
+    with engine.connect() as conn:
+        value = conn.scalar(select(InstallSecret.value).where(InstallSecret.name == name))
+    if value is None:
+        raise TacitError(f"The database has no install secret {name!r}: run `tacit db upgrade` (or "
+                         "`tacit stack up`) to bring its schema to the newest migration.")
+    return value
 
 
 class RejectedEvent(Base):

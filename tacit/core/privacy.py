@@ -4,8 +4,8 @@ Message texts lose e-mail addresses, payment card numbers, IP addresses, phone n
 keys and tokens of the common services; each replaced by a tag such as ``[EMAIL]``, so a labeler still
 sees that something was there). Numbers that are not personal stay as they are: dates, decimals, versions,
 ISBNs, bare digit runs (ids, numbers in code), the loopback and unspecified addresses of code, because a
-rewritten assistant reply loses its content for good. User ids become an HMAC whose
-key is derived from a secret and the tenant: the same user keeps the same pseudonym within a tenant (the
+rewritten assistant reply loses its content for good. Strings in an event's metadata are redacted alike.
+User ids become an HMAC whose key is derived from a secret and the tenant: the same user keeps the same pseudonym within a tenant (the
 trainer splits by user), two tenants never share one, and without the secret a pseudonym can't be reversed
 by hashing guessed ids. Both steps are deterministic, so a redelivered event is rewritten identically and
 still hits the same unique keys.
@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from tacit.core.domain import ChatEvent, SignalEvent
 
@@ -88,6 +89,18 @@ def redact(text: str) -> str:
     return PHONE.sub(_phone, text) if digits else text
 
 
+def redact_values(value: Any) -> Any:
+    """Every string in a JSON value redacted, keys included: metadata is free-form, and clients put user
+    profiles, e-mails and tokens in it as often as in messages."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact(key): redact_values(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact_values(item) for item in value]
+    return value
+
+
 @dataclass(frozen=True)
 class Privacy:
     """The worker's privacy policy (``TACIT_REDACT_PII``, ``TACIT_USER_ID_SECRET``)."""
@@ -105,6 +118,8 @@ class Privacy:
         changes = {}
         if self.redact_pii:
             changes["content"] = redact(event.content)
+            if event.metadata:
+                changes["metadata"] = redact_values(event.metadata)
         if self.user_id_secret is not None and event.user_id is not None:
             changes["user_id"] = self.pseudonym(event.tenant, event.user_id)
         return event.model_copy(update=changes) if changes else event

@@ -96,8 +96,10 @@ class TacitSettings(BaseSettings):
 
     # --- ingest: privacy ---
     redact_pii: bool = Field(True, description="Replace e-mails, card numbers, IPs, phones in stored text.")
+    pseudonymize_user_ids: bool = Field(
+        True, description="Store user ids as per-tenant pseudonyms (HMAC); false: stored as sent.")
     user_id_secret: SecretStr | None = Field(
-        None, description="Secret of the per-tenant user-id pseudonyms; unset: user ids are stored as sent.")
+        None, description="Key of the user-id pseudonyms; unset: a random one the database was created with.")
 
     # --- models ---
     base_model: Path | None = Field(None, description="Local HF checkpoint; unset: the bundled MiniLM.")

@@ -55,9 +55,8 @@ class Observed:
 class Observer:
     """The per-event stream processor: parse, redact, update the conversation window, emit candidates."""
 
-    def __init__(self, windows: faust.Table, settings: TacitSettings, metrics: WorkerMetrics):
-        secret = settings.user_id_secret
-        self.privacy = Privacy(settings.redact_pii, secret.get_secret_value().encode() if secret else None)
+    def __init__(self, windows: faust.Table, settings: TacitSettings, privacy: Privacy, metrics: WorkerMetrics):
+        self.privacy = privacy
         self.windows = windows
         self.capacity = settings.conversation_window
         self.metrics = metrics
@@ -113,12 +112,12 @@ class ChatEventsAgent:
     """The agent over the chat-events topic, and with mining on, the task and timer that serve it."""
 
     def __init__(self, app: faust.App, settings: TacitSettings, sink: PostgresSink, store: PendingStore,
-                 labeler: Labeler, metrics: WorkerMetrics, miner: Miner | None) -> None:
+                 labeler: Labeler, privacy: Privacy, metrics: WorkerMetrics, miner: Miner | None) -> None:
         self.app, self.settings, self.sink, self.store = app, settings, sink, store
         self.labeler, self.metrics, self.miner = labeler, metrics, miner
         self.source = topics.chat_events(app, settings)
         self.dead_letter_topic = topics.dead_letters(app, settings)
-        self.observe = Observer(tables.conversation_windows(app, settings), settings, metrics)
+        self.observe = Observer(tables.conversation_windows(app, settings), settings, privacy, metrics)
         self.validator = get_validator(settings)
 
     def register(self) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import faust
+from sqlalchemy.engine import Engine
 
-from tacit.core.db import make_engine
+from tacit.core.db import USER_ID_SECRET, install_secret, make_engine
 from tacit.core.kafka import credentials, ensure_topics
+from tacit.core.privacy import Privacy
 from tacit.core.settings import TacitSettings
 from tacit.ingest.agents import ChatEventsAgent
 from tacit.ingest.metrics import WorkerMetrics
@@ -51,9 +53,18 @@ def create_app(settings: TacitSettings, kafka_bootstrap: str, database_url: str,
     app = faust_app(settings, kafka_bootstrap, settings.worker_app_id)
     labeler = get_labeler(settings.labeler, settings)
     engine = make_engine(database_url)
-    ChatEventsAgent(app, settings, PostgresSink(engine), PendingStore(engine), labeler, metrics,
-                    Miner.from_settings(settings)).register()
+    ChatEventsAgent(app, settings, PostgresSink(engine), PendingStore(engine), labeler,
+                    privacy(settings, engine), metrics, Miner.from_settings(settings)).register()
     return app
+
+
+def privacy(settings: TacitSettings, engine: Engine) -> Privacy:
+    """Redaction as configured; user ids pseudonymized with the configured key, else the installation's."""
+    if not settings.pseudonymize_user_ids:
+        return Privacy(settings.redact_pii, None)
+    configured = settings.user_id_secret
+    key = configured.get_secret_value().encode() if configured else install_secret(engine, USER_ID_SECRET)
+    return Privacy(settings.redact_pii, key)
 
 
 def run_worker(settings: TacitSettings, kafka_bootstrap: str, database_url: str, loglevel: str = "info") -> None:

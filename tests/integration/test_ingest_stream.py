@@ -171,6 +171,12 @@ def test_sigkill_and_a_second_worker_store_every_followup_once(private):
                        logs / "crash-2.log", logs / "crash-3.log")
     expected = sorted((f"c{i}", turn) for i in range(count) for turn in (2, 4))
     assert followups(engine, "crash") == expected
+    # user ids are pseudonyms by default, the same for one user whichever of the three workers stored it
+    with engine.connect() as conn:
+        users = set(conn.execute(select(MessageRow.conversation_id, MessageRow.user_id)
+                                 .where(MessageRow.tenant == "crash")).all())
+    assert len(users) == count == len({user for _, user in users})
+    assert not {user for _, user in users} & {f"u{i}" for i in range(count)}
 
 
 def test_sigkill_with_conversations_longer_than_the_window_loses_no_label(private, monkeypatch):

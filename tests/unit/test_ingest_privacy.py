@@ -78,6 +78,13 @@ def test_user_ids_get_a_stable_pseudonym_that_differs_between_tenants():
     assert Privacy(redact_pii=True, user_id_secret=b"other").apply(event()).user_id != first.user_id
 
 
+def test_metadata_strings_are_redacted_at_any_depth_and_other_values_kept():
+    original = event().model_copy(update={"metadata": {
+        "profile": {"email": "bob@example.com", "ids": ["tok sk-" + "a" * 24, 7]}, "bob@example.com": True}})
+    redacted = Privacy(redact_pii=True, user_id_secret=None).apply(original).metadata
+    assert redacted == {"profile": {"email": "[EMAIL]", "ids": ["tok [SECRET]", 7]}, "[EMAIL]": True}
+
+
 def test_both_steps_can_be_switched_off():
     original = event()
     assert Privacy(redact_pii=False, user_id_secret=None).apply(original) == original
