@@ -92,7 +92,7 @@ def check(conn: Connection, tenant: str, now: datetime, settings: TacitSettings)
     current = _shares(conn, Window(tenant, now - length, now))
     previous = _shares(conn, Window(tenant, now - 2 * length, now - length))
     verdicts = []
-    for model in sorted(current):
+    for model in sorted(current, key=lambda name: (name == ALL_MODELS, name)):  # the tenant's total last
         p_value, raised = judge(current[model], previous.get(model, Shares(0, 0)), settings)
         examples = _examples(conn, tenant, model) if raised else []
         verdicts.append(Verdict(tenant, model, now - length, now, current[model],

@@ -6,14 +6,18 @@ dashboard works offline) draws it: no Node build, no JavaScript of our own beyon
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 from sqlalchemy import Row
 
+PALETTE = qualitative.Plotly  # one colour per assistant model, the same in every subplot
+LEVEL_COLOURS = ("#d7301f", "#fc8d59", "#bdbdbd", "#91cf60", "#1a9850")  # rejection ... satisfaction
 LAYOUT = {"template": "plotly_white", "margin": {"l": 50, "r": 20, "t": 40, "b": 40}, "height": 420,
           "legend": {"orientation": "h", "y": -0.15}}
 
@@ -31,15 +35,16 @@ def satisfaction(days: Sequence[Row], promotions: Sequence[Row]) -> go.Figure:
     by_model: dict[str, list[Row]] = defaultdict(list)
     for row in days:
         by_model[row.model].append(row)
-    for model, rows in by_model.items():
-        x = [row.day for row in rows]
-        figure.add_scatter(x=x, y=[float(r.mean_level) for r in rows], name=model, legendgroup=model, row=1, col=1)
-        figure.add_scatter(x=x, y=[r.low / r.n for r in rows], name=f"{model} 1-2", legendgroup=model,
+    for (model, rows), color in zip(by_model.items(), itertools.cycle(PALETTE), strict=False):
+        x, line = [row.day for row in rows], {"color": color}
+        figure.add_scatter(x=x, y=[float(r.mean_level) for r in rows], name=model, legendgroup=model, line=line,
+                           row=1, col=1)
+        figure.add_scatter(x=x, y=[r.low / r.n for r in rows], name=f"{model} 1-2", legendgroup=model, line=line,
                            showlegend=False, row=2, col=1)
         figure.add_scatter(x=x, y=[r.high / r.n for r in rows], name=f"{model} 4-5", legendgroup=model,
-                           showlegend=False, line={"dash": "dot"}, row=2, col=1)
+                           showlegend=False, line={**line, "dash": "dot"}, row=2, col=1)
         figure.add_bar(x=x, y=[r.n for r in rows], name=f"{model} labels", legendgroup=model, showlegend=False,
-                       row=3, col=1)
+                       marker_color=color, row=3, col=1)
     for promotion in promotions:
         figure.add_vline(x=promotion.created_at.timestamp() * 1000, line_dash="dash", line_color="grey",
                          annotation_text=f"v{promotion.version_id}", row="all", col=1)
@@ -57,7 +62,7 @@ def label_mix(rows: Sequence[Row]) -> go.Figure:
     for level in range(1, 6):
         mine = [row for row in rows if row.level == level]
         figure.add_bar(x=[_labeler(r) for r in mine], y=[r.n / totals[_labeler(r)] for r in mine],
-                       customdata=[r.n for r in mine], name=f"level {level}",
+                       customdata=[r.n for r in mine], name=f"level {level}", marker_color=LEVEL_COLOURS[level - 1],
                        hovertemplate="%{y:.1%} (%{customdata} labels)")
     return figure.update_layout(LAYOUT, barmode="stack", yaxis={"tickformat": ".0%"})
 
@@ -73,7 +78,13 @@ def reasons(rows: Sequence[Row]) -> go.Figure:
         mine = [row for row in rows if row.kind == kind]
         figure.add_bar(y=[r.reason for r in mine], x=[r.n / r.total for r in mine], orientation="h", name=kind,
                        customdata=[r.n for r in mine], hovertemplate="%{x:.1%} (%{customdata} labels)")
-    return figure.update_layout(LAYOUT, xaxis={"tickformat": ".0%"}, yaxis={"automargin": True})
+    return figure.update_layout(LAYOUT, xaxis={"tickformat": ".0%"}, yaxis={"automargin": True},
+                                height=bar_height(len(rows)))
+
+
+def bar_height(bars: int) -> int:
+    """Horizontal bars a readable thickness however many there are."""
+    return 140 + 40 * bars
 
 
 def reliability(versions: Sequence[Row]) -> go.Figure:
@@ -93,4 +104,5 @@ def reliability(versions: Sequence[Row]) -> go.Figure:
 
 def dead_letters(rows: Sequence[Row]) -> go.Figure:
     figure = go.Figure(go.Bar(y=[row.reason[:80] for row in rows], x=[row.n for row in rows], orientation="h"))
-    return figure.update_layout(LAYOUT, yaxis={"automargin": True}, xaxis={"title": "records"})
+    return figure.update_layout(LAYOUT, yaxis={"automargin": True}, xaxis={"title": "records"},
+                                height=bar_height(len(rows)))

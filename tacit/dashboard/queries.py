@@ -25,7 +25,7 @@ from tacit.core.db import (
     RejectedEvent,
     TrainingRun,
 )
-from tacit.core.domain import FILTERED, REFINED, SatisfactionLevel
+from tacit.core.domain import FILTERED, REFINED, Role, SatisfactionLevel
 
 DERIVED = (REFINED, FILTERED)
 LOW = int(SatisfactionLevel.ERROR_CORRECTION)  # levels 1-2: dissatisfied
@@ -56,7 +56,7 @@ def _answered(window: Window) -> list[Any]:
     conditions = [
         FeedbackRow.tenant == window.tenant, FeedbackRow.stage.in_(DERIVED),
         Reply.tenant == FeedbackRow.tenant, Reply.conversation_id == FeedbackRow.conversation_id,
-        Reply.turn_index == FeedbackRow.response_turn,
+        Reply.turn_index == FeedbackRow.response_turn, Reply.role == Role.ASSISTANT.value,
         Reply.created_at >= window.start, Reply.created_at < window.end,
     ]
     if window.model is not None:

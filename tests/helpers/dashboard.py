@@ -11,7 +11,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from tacit.core.db import FeedbackRow, RejectedEvent
+from tacit.core import registry
+from tacit.core.db import FeedbackRow, RejectedEvent, RunStatus
 from tacit.core.settings import TacitSettings
 
 PRAISE = "Thank you so much, that solved it!"
@@ -77,3 +78,25 @@ def stored(engine: Engine) -> tuple[int, int]:
     with engine.connect() as conn:
         labels = conn.scalar(select(func.count()).where(FeedbackRow.stage.in_(("refined", "filtered"))))
         return labels, conn.scalar(select(func.count()).select_from(RejectedEvent))
+
+
+def reliability(confidences: tuple[float, ...], gap: float) -> list[dict[str, float]]:
+    return [{"low": c - 0.05, "high": c + 0.05, "count": 40, "confidence": c, "accuracy": max(0.0, c - gap)}
+            for c in confidences]
+
+
+def register_versions(engine: Engine, settings: TacitSettings) -> list[int]:
+    """Two trained versions, each promoted in turn through the registry, and a failed run."""
+    versions = []
+    for accuracy, gap in ((0.52, 0.15), (0.61, 0.04)):
+        run = registry.start_run(engine, {"steps": 6})
+        registry.finish_run(engine, run, status=RunStatus.SUCCEEDED, num_examples=170)
+        metrics = {"accuracy": accuracy, "mae": 0.6, "qwk": 0.4, "ece": gap, "roc_auc": 0.7,
+                   "pairwise_hh": accuracy + 0.05, "reliability": reliability((0.35, 0.55, 0.75, 0.9), gap)}
+        version = registry.register_version(engine, run_id=run, base_model="all-MiniLM-L6-v2",
+                                            artifact_uri=f"/models/run-{run}", metrics=metrics)
+        registry.promote(engine, version, reason="passed the gate", settings=settings)
+        versions.append(version)
+    failed = registry.start_run(engine, {"steps": 6})
+    registry.finish_run(engine, failed, status=RunStatus.FAILED, error="no labels in the refined stage")
+    return versions

@@ -8,6 +8,7 @@ import gzip
 import importlib.util
 import itertools
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from selenium import webdriver
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.engine import Engine
 
@@ -161,14 +163,15 @@ def wait_healthy(url: str, server: subprocess.Popen, log: Path, timeout: float =
 def dashboard_store(embedded_stack: Endpoints, settings: TacitSettings,
                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[DashboardStore]:
     """Two tenants' chat logs replayed through the real broker and a worker into a database of their own, on
-    topics of their own, plus one dead letter; with a key of each tenant."""
+    topics of their own, plus one dead letter and two promoted model versions; with a key of each tenant."""
     directory = tmp_path_factory.mktemp("dashboard")
     suffix = uuid.uuid4().hex[:8]
     store_settings = settings.model_copy(update={
         "database_url": fresh_database(embedded_stack, f"dashboard_{suffix}"), "data_dir": directory,
         "kafka_bootstrap": embedded_stack.kafka_bootstrap, "chat_events_topic": f"dashboard-{suffix}",
         "dead_letter_topic": f"dashboard-dead-{suffix}", "worker_app_id": f"dashboard-{suffix}",
-        "worker_metrics_port": free_port(), "dashboard_alert_min_count": 10})
+        "model_events_topic": f"dashboard-models-{suffix}", "worker_metrics_port": free_port(),
+        "dashboard_alert_min_count": 10})
     ensure_topics(embedded_stack.kafka_bootstrap, store_settings)
     when = dashboard.now()
     replay(dashboard.acme_logs(directory / "acme.jsonl", when), store_settings, embedded_stack.kafka_bootstrap,
@@ -178,6 +181,7 @@ def dashboard_store(embedded_stack: Endpoints, settings: TacitSettings,
     asyncio.run(produce(embedded_stack.kafka_bootstrap, store_settings.chat_events_topic, [(b"k", b"{broken")]))
     engine = make_engine(store_settings.database_url)
     run_worker_until_stored(store_settings, engine, dashboard.EXPECTED_LABELS)
+    dashboard.register_versions(engine, store_settings)
     keys = {tenant: apikeys.create(engine, tenant, "dashboard test")[1] for tenant in ("acme", "rival")}
     yield DashboardStore(store_settings, engine, keys, when)
     engine.dispose()
@@ -202,3 +206,23 @@ def dashboard_url(dashboard_store: DashboardStore) -> Iterator[str]:
     with BackgroundServer(app) as server:
         server.start()
         yield server.url
+
+
+@pytest.fixture(scope="session")
+def chrome() -> Iterator[webdriver.Chrome]:
+    """Headless Chromium (Debian's ``chromium`` and ``chromium-driver``) that keeps the page's console log."""
+    driver_path, browser_path = shutil.which("chromedriver"), shutil.which("chromium")
+    if driver_path is None or browser_path is None:
+        pytest.skip("the browser tests need Chromium: `apt-get install chromium chromium-driver` (make test does "
+                    "it when run as root)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser_path
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1200,1500"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(driver_path))
+    try:
+        yield driver
+    finally:
+        driver.quit()
