@@ -128,7 +128,7 @@ def dissatisfied_followups(conn: Connection, tenant: str, *, before: int | None 
     """The newest dissatisfied follow-ups (level 1-2) with the reply they answer, as stored (redacted);
     paged by id (``before``), so that a page's link shows the same items however many arrive later."""
     query = (
-        select(FeedbackRow.id, FeedbackRow.level, FeedbackRow.reason, FeedbackRow.created_at,
+        select(FeedbackRow.id, FeedbackRow.level, FeedbackRow.reason, FollowupMessage.created_at,
                FeedbackRow.conversation_id, FeedbackRow.response_turn, FeedbackRow.labeler_id,
                Reply.content.label("reply"), _model().label("model"), FollowupMessage.content.label("followup"))
         .select_from(FeedbackRow)

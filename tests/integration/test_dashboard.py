@@ -17,6 +17,9 @@ from sqlalchemy import text
 
 from tacit.dashboard import alerts
 from tacit.dashboard.alerts import AlertGauges, Monitor
+from tacit.devstack.processes import tacit_child
+from tacit.devstack.stack import free_port
+from tests.helpers import wait_until
 from tests.helpers.dashboard import CORRECTION, RIVAL_FOLLOWUP, DashboardStore
 
 pytestmark = pytest.mark.integration
@@ -148,3 +151,21 @@ def test_a_new_alert_is_posted_once_signed_and_retried(dashboard_store: Dashboar
     exposition = generate_latest(registry).decode()
     assert 'tacit_satisfaction_alert{model="model-b",tenant="acme"} 1.0' in exposition
     assert 'tacit_satisfaction_alert{model="model-a",tenant="acme"} 0.0' in exposition
+
+
+def signed_in_page(url: str, key: str) -> bool:
+    try:
+        return httpx.get(url, headers={"X-API-Key": key}, timeout=5).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def test_the_command_serves_the_dashboard(dashboard_store: DashboardStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = dashboard_store.settings
+    port = free_port()
+    monkeypatch.setenv("TACIT_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("TACIT_KAFKA_BOOTSTRAP", settings.kafka_bootstrap)
+    log = settings.data_dir / "logs" / "dashboard.log"
+    with tacit_child(settings, "dashboard", "--port", str(port), log=log):
+        wait_until(lambda: signed_in_page(f"http://127.0.0.1:{port}/operations", dashboard_store.keys["acme"]),
+                   "tacit dashboard to answer", log, timeout=60)
