@@ -37,12 +37,12 @@ BEFORE_INDEXES = "0005"
 
 MESSAGES = """
 INSERT INTO messages (event_id, tenant, conversation_id, turn_index, role, content, user_id, assistant_model,
-                      metadata, created_at)
+                      metadata, created_at, ingested_at)
 SELECT 'e' || g || '-' || t, :tenant, 'c' || g, t, CASE t WHEN 1 THEN 'assistant' ELSE 'user' END,
        CASE t WHEN 1 THEN 'Here is how to do it, step ' || g ELSE 'That is wrong, you forgot step ' || g END,
-       'u' || (g % 50000), CASE t WHEN 1 THEN 'model-' || (g % 4) END, '{}',
-       now() - ((:n - g)::float / :n) * interval '365 days' + t * interval '1 minute'
-FROM generate_series(1, :n) AS g, (VALUES (1), (2)) AS turns(t)
+       'u' || (g % 50000), CASE t WHEN 1 THEN 'model-' || (g % 4) END, '{}', at, at + interval '1 second'
+FROM generate_series(1, :n) AS g, (VALUES (1), (2)) AS turns(t),
+     LATERAL (SELECT now() - ((:n - g)::float / :n) * interval '365 days' + t * interval '1 minute' AS at) AS times
 """
 
 FEEDBACK = """
@@ -100,6 +100,7 @@ def panels(now: datetime) -> dict[str, Callable[[Connection], object]]:
         "dissatisfied follow-ups, one model": lambda c: queries.dissatisfied_followups(c, TENANT, model="model-3"),
         "satisfaction alerts (2 x 24 h)": lambda c: alerts.check(c, TENANT, now, settings),
         "dead letters by reason (1 day)": lambda c: queries.dead_letters(c, now - timedelta(days=1)),
+        "messages stored (5 minutes)": lambda c: queries.messages_stored(c, TENANT, now - timedelta(minutes=5)),
     }
 
 

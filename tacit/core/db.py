@@ -65,6 +65,7 @@ class MessageRow(Base):
         Index("ix_messages_user", "tenant", "user_id"),
         Index("ix_messages_replies_time", "tenant", "created_at", postgresql_where=text("role = 'assistant'"),
               postgresql_include=["conversation_id", "turn_index", "assistant_model"]),
+        Index("ix_messages_ingested", "tenant", "ingested_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

@@ -21,7 +21,7 @@ import httpx
 from prometheus_client import CollectorRegistry, Gauge
 from scipy.stats import norm
 from sqlalchemy.engine import Connection
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from tacit.core.settings import TacitSettings
 from tacit.dashboard import queries
@@ -141,8 +141,7 @@ class Webhook:
         self.url, self.secret = url, secret
         self.send = retry(stop=stop_after_attempt(retries + 1), reraise=True,
                           wait=wait_exponential(multiplier=wait_s, max=30 * wait_s),
-                          retry=retry_if_exception_type(httpx.TransportError) | retry_if_exception_type(
-                              httpx.HTTPStatusError))(self._send_once)
+                          retry=retry_if_exception(_retryable))(self._send_once)
 
     def _send_once(self, verdict: Verdict) -> None:
         body = json.dumps(verdict.payload(), default=str).encode()
@@ -151,6 +150,13 @@ class Webhook:
             headers[SIGNATURE_HEADER] = signature(self.secret, body)
         response = httpx.post(self.url, content=body, headers=headers, timeout=10)
         response.raise_for_status()
+
+
+def _retryable(error: BaseException) -> bool:
+    """A connection error or a server error may pass; a 4xx (a wrong URL, a refused signature) will not."""
+    if isinstance(error, httpx.HTTPStatusError):
+        return error.response.is_server_error
+    return isinstance(error, httpx.TransportError)
 
 
 class Monitor:

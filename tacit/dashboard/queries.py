@@ -173,6 +173,11 @@ def training_runs(conn: Connection, limit: int = 20) -> list[Row]:
     return list(conn.execute(query))
 
 
+def messages_stored(conn: Connection, tenant: str, since: datetime) -> int:
+    """A tenant's messages stored by the workers since a time: its events per second, from the store."""
+    return conn.scalar(select(func.count()).where(MessageRow.tenant == tenant, MessageRow.ingested_at >= since))
+
+
 def dead_letters(conn: Connection, since: datetime) -> list[Row]:
     """Dead letters by reason since a time: counts only, since a dead letter's tenant is not known."""
     query = (select(RejectedEvent.reason, func.count().label("n"), func.max(RejectedEvent.created_at).label("last"))

@@ -189,22 +189,25 @@ def _columns(versions: list) -> list[str]:
 # -------------------------------------------------------------------------------------- operations
 
 operations = APIRouter()
+RATE_WINDOW = timedelta(minutes=5)
 
 
 @operations.get("/operations", response_class=HTMLResponse)
 async def operations_page(request: Request, tenant: Tenant) -> HTMLResponse:
-    """Dead letters of the last day by reason, and the workers' lag per partition."""
+    """The tenant's messages stored per second, the workers' lag per partition, dead letters by reason."""
     state = request.app.state
     lag = await stream_lag(state.settings, state.bootstrap) if state.bootstrap else None
     return await asyncio.to_thread(_operations, request, tenant, lag)
 
 
 def _operations(request: Request, tenant: str, lag: list | None) -> HTMLResponse:
-    since = datetime.now(UTC) - timedelta(days=1)
+    now = datetime.now(UTC)
+    since = now - timedelta(days=1)
     with request.app.state.engine.connect() as conn:
         dead = queries.dead_letters(conn, since)
+        stored = queries.messages_stored(conn, tenant, now - RATE_WINDOW)
         return render(request, "operations.html", tenant, conn, dead=dead, lag=lag, since=since,
-                      figure=charts.dead_letters(dead))
+                      rate=stored / RATE_WINDOW.total_seconds(), stored=stored, figure=charts.dead_letters(dead))
 
 
 ROUTERS = (session, satisfaction, labels, followups, models, operations)

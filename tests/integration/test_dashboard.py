@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import SecretStr
 from sqlalchemy import text
 
-from tacit.dashboard import alerts
+from tacit.dashboard import alerts, queries
 from tacit.dashboard.alerts import AlertGauges, Monitor
 from tacit.devstack.processes import tacit_child
 from tacit.devstack.stack import free_port
@@ -80,6 +80,10 @@ def test_a_tenant_sees_none_of_another_tenants_data(dashboard_url: str, dashboar
     assert get(dashboard_url, f"/followups/{acme_item}", dashboard_store.keys["acme"]).status_code == 200
     assert get(dashboard_url, f"/followups/{acme_item}", rival).status_code == 404
     assert "model-a" not in get(dashboard_url, "/labels", rival).text + get(dashboard_url, "/", rival).text
+    with dashboard_store.engine.connect() as conn:
+        stored = {tenant: queries.messages_stored(conn, tenant, datetime(2000, 1, 1, tzinfo=UTC))
+                  for tenant in ("acme", "rival")}
+    assert stored == {"acme": 85 * 5, "rival": 10 * 5}
 
 
 def test_dissatisfied_followups_are_paged_by_links(dashboard_url: str, dashboard_store: DashboardStore) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from tacit.core.settings import TacitSettings
-from tacit.dashboard.alerts import Shares, judge, rise_p_value, signature
+from tacit.dashboard.alerts import Shares, _retryable, judge, rise_p_value, signature
+
+REQUEST = httpx.Request("POST", "http://hooks.example/tacit")
 
 
 def test_p_value_matches_the_textbook_two_proportion_z_test() -> None:
@@ -31,6 +34,15 @@ def test_an_alert_needs_enough_labels_a_significant_test_and_a_rise_that_matters
     settings = TacitSettings(dashboard_alert_min_count=50, dashboard_alert_p_value=0.05,
                              dashboard_alert_min_increase=0.05)
     assert judge(current, previous, settings)[1] is raised
+
+
+@pytest.mark.parametrize(("error", "retried"), [
+    (httpx.ConnectError("refused"), True),
+    (httpx.HTTPStatusError("503", request=REQUEST, response=httpx.Response(503, request=REQUEST)), True),
+    (httpx.HTTPStatusError("401", request=REQUEST, response=httpx.Response(401, request=REQUEST)), False),
+])
+def test_the_webhook_retries_connection_and_server_errors_only(error: Exception, retried: bool) -> None:
+    assert _retryable(error) is retried
 
 
 def test_the_webhook_signature_is_hmac_sha256_of_the_body() -> None:

@@ -33,11 +33,14 @@ def upgrade() -> None:
     # the newest dissatisfied follow-ups, paged by id
     op.create_index("ix_feedback_dissatisfied", "feedback", ["tenant", sa.text("id DESC")],
                     postgresql_where=sa.text("level <= 2 AND stage IN ('refined', 'filtered')"))
+    # live operations: a tenant's messages stored lately, and dead letters of the last day
+    op.create_index("ix_messages_ingested", "messages", ["tenant", "ingested_at"])
     op.create_index("ix_rejected_events_created", "rejected_events", ["created_at"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_rejected_events_created", table_name="rejected_events")
+    op.drop_index("ix_messages_ingested", table_name="messages")
     op.drop_index("ix_feedback_dissatisfied", table_name="feedback")
     op.drop_index("ix_feedback_refinement_time", table_name="feedback")
     op.drop_index("ix_feedback_derived_time", table_name="feedback")
