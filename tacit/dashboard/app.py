@@ -55,7 +55,8 @@ def create_app(settings: TacitSettings, engine: Engine, bootstrap: str | None = 
 async def sign_in_page(request: Request, error: HTTPException) -> Response:
     """A browser refused for its key gets the sign-in form, with the same status; a script gets JSON."""
     if error.status_code in (401, 403) and "text/html" in request.headers.get("accept", ""):
-        return routes.login_page(request, error.detail, error.status_code)
+        then = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return routes.login_page(request, error.detail, error.status_code, then=then)
     return await http_exception_handler(request, error)
 
 

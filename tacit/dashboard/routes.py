@@ -46,41 +46,48 @@ def render(request: Request, name: str, tenant: str, conn: Connection, **context
                                                       "alerts": [v for v in verdicts if v.raised], **context})
 
 
-def login_page(request: Request, message: str | None = None, code: int = 200) -> HTMLResponse:
-    return templates.TemplateResponse(request, "login.html", {"message": message, "page": "login"}, status_code=code)
+def login_page(request: Request, message: str | None = None, code: int = 200, then: str = "/") -> HTMLResponse:
+    """The sign-in form; ``then`` is the page to go on to, so that a shared link survives signing in."""
+    context = {"message": message, "page": "login", "then": then}
+    return templates.TemplateResponse(request, "login.html", context, status_code=code)
 
 
-# ---------------------------------------------------------------------------------------- session
+def local(path: str) -> str:
+    """``path`` if it is a page of this site, else ``/``: a sign-in must never redirect elsewhere."""
+    return path if path.startswith("/") and not path.startswith(("//", "/\\")) else "/"
 
-session = APIRouter()
+
+# ------------------------------------------------------------------ without a key: sign-in, assets, metrics
+
+public = APIRouter()
 
 
-@session.get("/login", response_class=HTMLResponse)
+@public.get("/login", response_class=HTMLResponse)
 def login_form(request: Request) -> HTMLResponse:
     return login_page(request)
 
 
-@session.post("/login")
-def login(request: Request, key: Annotated[str, Form()]) -> Response:
-    """Check the key as every request will, then keep it in an HTTP-only cookie."""
+@public.post("/login")
+def login(request: Request, key: Annotated[str, Form()], then: Annotated[str, Form()] = "/") -> Response:
+    """Check the key as every request will, then keep it in an HTTP-only cookie (same-site ``lax``, so that a
+    link to a page, followed from a chat or a ticket, arrives signed in)."""
     stored = request.app.state.api_keys.lookup(key.strip())
     if stored is None or stored.revoked_at is not None:
         return login_page(request, "That key is not valid (or was revoked); `tacit keys create --tenant T` "
-                          "makes one.", status.HTTP_401_UNAUTHORIZED)
-    response = RedirectResponse("/", status.HTTP_303_SEE_OTHER)
-    response.set_cookie(COOKIE, key.strip(), httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https")
+                          "makes one.", status.HTTP_401_UNAUTHORIZED, then)
+    response = RedirectResponse(local(then), status.HTTP_303_SEE_OTHER)
+    response.set_cookie(COOKIE, key.strip(), httponly=True, samesite="lax", secure=request.url.scheme == "https")
     return response
 
 
-@session.post("/logout")
+@public.post("/logout")
 def logout() -> Response:
     response = RedirectResponse("/login", status.HTTP_303_SEE_OTHER)
     response.delete_cookie(COOKIE)
     return response
 
 
-@session.get("/static/plotly.min.js")
+@public.get("/static/plotly.min.js")
 def plotly_js() -> Response:
     """Plotly's browser bundle from the installed plotly package: the dashboard needs no internet."""
     return Response(_plotly_js(), media_type="application/javascript",
@@ -94,7 +101,7 @@ def _plotly_js() -> str:
     return get_plotlyjs()
 
 
-@session.get("/metrics")
+@public.get("/metrics")
 def metrics(request: Request) -> Response:
     """The alert gauges, for Prometheus."""
     return Response(generate_latest(request.app.state.registry), media_type="text/plain; version=0.0.4")
@@ -210,4 +217,4 @@ def _operations(request: Request, tenant: str, lag: list | None) -> HTMLResponse
                       rate=stored / RATE_WINDOW.total_seconds(), stored=stored, figure=charts.dead_letters(dead))
 
 
-ROUTERS = (session, satisfaction, labels, followups, models, operations)
+ROUTERS = (public, satisfaction, labels, followups, models, operations)

@@ -52,6 +52,17 @@ def test_a_browser_signs_in_with_a_form_and_keeps_a_cookie(dashboard_url: str,
         assert browser.get("/").status_code == 401
 
 
+def test_a_shared_link_leads_to_its_page_after_signing_in(dashboard_url: str,
+                                                          dashboard_store: DashboardStore) -> None:
+    with httpx.Client(base_url=dashboard_url, timeout=30, headers={"Accept": "text/html"}) as browser:
+        form = browser.get("/followups?model=model-b")
+        assert form.status_code == 401 and 'name="then" value="/followups?model=model-b"' in form.text
+        arrived = browser.post("/login", data={"key": dashboard_store.keys["acme"], "then": "/followups?model=model-b"})
+        assert (arrived.status_code, arrived.headers["location"]) == (303, "/followups?model=model-b")
+        elsewhere = browser.post("/login", data={"key": dashboard_store.keys["acme"], "then": "//evil.example/"})
+        assert elsewhere.headers["location"] == "/"
+
+
 def sql_totals(store: DashboardStore, tenant: str) -> tuple[int, int, int]:
     """Labels, 1-2 and 4-5 of a tenant, counted by hand-written SQL rather than the dashboard's queries."""
     with store.engine.connect() as conn:
