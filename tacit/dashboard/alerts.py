@@ -65,7 +65,8 @@ class Verdict:
     start: datetime  # of the current window; the previous one is as long and ends at ``start``
     end: datetime
     current: Shares
-    previous: Shares
+    previous: Shares  # what ``current`` is compared with, as ``against`` says
+    against: str
     p_value: float
     raised: bool
     examples: list[str] = field(default_factory=list)
@@ -93,11 +94,22 @@ def check(conn: Connection, tenant: str, now: datetime, settings: TacitSettings)
     previous = _shares(conn, Window(tenant, now - 2 * length, now - length))
     verdicts = []
     for model in sorted(current, key=lambda name: (name == ALL_MODELS, name)):  # the tenant's total last
-        p_value, raised = judge(current[model], previous.get(model, Shares(0, 0)), settings)
+        before, against = baseline(model, previous, settings)
+        p_value, raised = judge(current[model], before, settings)
         examples = _examples(conn, tenant, model) if raised else []
-        verdicts.append(Verdict(tenant, model, now - length, now, current[model],
-                                previous.get(model, Shares(0, 0)), p_value, raised, examples))
+        verdicts.append(Verdict(tenant, model, now - length, now, current[model], before, against, p_value,
+                                raised, examples))
     return verdicts
+
+
+def baseline(model: str, previous: dict[str, Shares], settings: TacitSettings) -> tuple[Shares, str]:
+    """What a model's current window is compared with, and how to say it: its own previous window; for a
+    model too new to have enough labels there (a release), the previous window of all models, i.e. what the
+    tenant's users had before it replaced them."""
+    own = previous.get(model, Shares(0, 0))
+    if own.n >= settings.dashboard_alert_min_count or model == ALL_MODELS:
+        return own, "the window before"
+    return previous.get(ALL_MODELS, Shares(0, 0)), "the window before, all models (those it replaced)"
 
 
 def _shares(conn: Connection, window: Window) -> dict[str, Shares]:

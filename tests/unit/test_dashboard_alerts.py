@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from tacit.core.settings import TacitSettings
-from tacit.dashboard.alerts import Shares, _retryable, judge, rise_p_value, signature
+from tacit.dashboard.alerts import ALL_MODELS, Shares, _retryable, baseline, judge, rise_p_value, signature
 
 REQUEST = httpx.Request("POST", "http://hooks.example/tacit")
 
@@ -43,6 +43,14 @@ def test_an_alert_needs_enough_labels_a_significant_test_and_a_rise_that_matters
 ])
 def test_the_webhook_retries_connection_and_server_errors_only(error: Exception, retried: bool) -> None:
     assert _retryable(error) is retried
+
+
+def test_a_new_model_is_compared_with_the_models_it_replaced() -> None:
+    settings = TacitSettings(dashboard_alert_min_count=50)
+    previous = {"old": Shares(20, 200), ALL_MODELS: Shares(20, 200), "new": Shares(1, 5)}
+    assert baseline("old", previous, settings) == (Shares(20, 200), "the window before")
+    assert baseline("new", previous, settings)[0] == Shares(20, 200)  # too few of its own: what it replaced
+    assert baseline("newest", previous, settings)[0] == Shares(20, 200)
 
 
 def test_the_webhook_signature_is_hmac_sha256_of_the_body() -> None:
