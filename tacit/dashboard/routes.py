@@ -101,6 +101,12 @@ def _plotly_js() -> str:
     return get_plotlyjs()
 
 
+@public.get("/healthz")
+def healthz() -> dict[str, str]:
+    """For the container's health check: the process answers (each page checks the database itself)."""
+    return {"status": "ok"}
+
+
 @public.get("/metrics")
 def metrics(request: Request) -> Response:
     """The alert gauges, for Prometheus."""

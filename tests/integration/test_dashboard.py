@@ -184,3 +184,4 @@ def test_the_command_serves_the_dashboard(dashboard_store: DashboardStore, monke
     with tacit_child(settings, "dashboard", "--port", str(port), log=log):
         wait_until(lambda: signed_in_page(f"http://127.0.0.1:{port}/operations", dashboard_store.keys["acme"]),
                    "tacit dashboard to answer", log, timeout=60)
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}  # needs no key
