@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from tacit.core.api_auth import rate_limiter
 from tacit.core.apikeys import KeyVerifier
 from tacit.core.db import make_engine
-from tacit.core.endpoints import endpoint
+from tacit.core.endpoints import StackError, endpoint
 from tacit.core.settings import TacitSettings
 from tacit.dashboard import queries, routes
 from tacit.dashboard.alerts import AlertGauges, Monitor
@@ -75,10 +75,18 @@ def check_all(monitor: Monitor, engine: Engine) -> None:
         monitor.run_once(conn, queries.tenants(conn), datetime.now(UTC))
 
 
+def kafka(settings: TacitSettings) -> str | None:
+    """Kafka's address for the lag panel; without one every other panel still works, so it is not an error."""
+    try:
+        return endpoint(settings, "kafka")
+    except StackError:
+        log.warning("no Kafka (set TACIT_KAFKA_BOOTSTRAP): the operations page shows no lag")
+        return None
+
+
 def serve(settings: TacitSettings, host: str | None = None, port: int | None = None) -> None:
     """Serve the dashboard until interrupted; host and port default to the settings."""
     engine = make_engine(endpoint(settings, "postgres"))
-    bootstrap = endpoint(settings, "kafka")
-    app = create_app(settings, engine, bootstrap)
+    app = create_app(settings, engine, kafka(settings))
     uvicorn.run(app, host=host or settings.dashboard_host,
                 port=settings.dashboard_port if port is None else port)

@@ -16,11 +16,12 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request, Response, st
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from prometheus_client import generate_latest
+from sqlalchemy import Row
 from sqlalchemy.engine import Connection
 
 from tacit.dashboard import alerts, charts, queries
 from tacit.dashboard.auth import COOKIE, Tenant
-from tacit.dashboard.operations import stream_lag
+from tacit.dashboard.operations import PartitionLag, stream_lag
 from tacit.dashboard.queries import Window
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -132,7 +133,7 @@ def satisfaction_page(request: Request, tenant: Tenant, start: DateParam = None,
                       figure=charts.satisfaction(days, promoted), totals=_totals(days))
 
 
-def _totals(days: list) -> dict[str, float]:
+def _totals(days: list[Row]) -> dict[str, float]:
     n = sum(row.n for row in days)
     return {"n": n, "low": sum(row.low for row in days), "high": sum(row.high for row in days),
             "mean": sum(float(row.mean_level) * row.n for row in days) / n if n else 0.0}
@@ -193,7 +194,7 @@ def models_page(request: Request, tenant: Tenant) -> HTMLResponse:
                       figure=charts.reliability(versions[:5]))
 
 
-def _columns(versions: list) -> list[str]:
+def _columns(versions: list[Row]) -> list[str]:
     """The scalar metrics to tabulate: the ordinal ones, then each held-out benchmark's pairwise accuracy."""
     pairwise = sorted({k for v in versions for k in (v.metrics or {}) if k.startswith("pairwise_")})
     return [*TABLE_METRICS, *pairwise]
@@ -213,7 +214,7 @@ async def operations_page(request: Request, tenant: Tenant) -> HTMLResponse:
     return await asyncio.to_thread(_operations, request, tenant, lag)
 
 
-def _operations(request: Request, tenant: str, lag: list | None) -> HTMLResponse:
+def _operations(request: Request, tenant: str, lag: list[PartitionLag] | None) -> HTMLResponse:
     now = datetime.now(UTC)
     since = now - timedelta(days=1)
     with request.app.state.engine.connect() as conn:
