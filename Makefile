@@ -12,7 +12,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 export TOKENIZERS_PARALLELISM := false
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: setup demo test lint docs unit integration bench clean
+.PHONY: setup demo test lint docs unit integration bench clean browser
 
 setup: $(STAMP)
 
@@ -29,8 +29,14 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 demo: setup
 	$(BIN)/tacit demo
 
-test: setup lint docs
+test: setup lint docs browser
 	$(BIN)/python -m pytest -q tests
+
+# The dashboard's browser tests drive Debian's Chromium: installed when missing and run as root; else they skip.
+browser:
+	@command -v chromedriver >/dev/null || [ "$$(id -u)" != 0 ] || apt-get install -y -q chromium chromium-driver \
+		|| { apt-get update -q && apt-get install -y -q chromium chromium-driver; } \
+		|| echo "Chromium could not be installed; the dashboard's browser tests will skip"
 
 # The layers and loops of the import graph (import-linter contracts in pyproject.toml).
 lint: setup

@@ -15,6 +15,7 @@ import typer
 from tacit.core import cli as core_cli
 from tacit.core.cli import console
 from tacit.core.errors import TacitError
+from tacit.dashboard import cli as dashboard_cli
 from tacit.devstack import cli as devstack_cli
 from tacit.ingest import cli as ingest_cli
 from tacit.labels import cli as labels_cli
@@ -36,6 +37,7 @@ app.add_typer(trainer_cli.app)  # train, schedule, score, analyze
 app.add_typer(quality_cli.app, name="eval")  # eval quality
 app.add_typer(serving_cli.app)  # serve
 app.add_typer(rlhi_cli.app)  # pairs, personas, export, dpo
+app.add_typer(dashboard_cli.app)  # dashboard
 app.add_typer(core_cli.app)  # db, keys, models
 app.add_typer(devstack_cli.app)  # demo, up, stack
 

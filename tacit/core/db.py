@@ -66,6 +66,9 @@ class MessageRow(Base):
     __table_args__ = (
         UniqueConstraint("tenant", "conversation_id", "turn_index", name="uq_messages_key"),
         Index("ix_messages_user", "tenant", "user_id"),
+        Index("ix_messages_replies_time", "tenant", "created_at", postgresql_where=text("role = 'assistant'"),
+              postgresql_include=["conversation_id", "turn_index", "assistant_model"]),
+        Index("ix_messages_ingested", "tenant", "ingested_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -83,6 +86,9 @@ class MessageRow(Base):
     ingested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+_DERIVED = "stage IN ('refined', 'filtered')"  # one label per follow-up and labeler, kept or filtered
+
+
 class FeedbackRow(Base):
     """One rating of one assistant reply by one labeler at one refinement stage.
 
@@ -96,6 +102,15 @@ class FeedbackRow(Base):
             "tenant", "conversation_id", "response_turn", "labeler_id", "stage", name="uq_feedback_key"
         ),
         Index("ix_feedback_level", "level"),
+        # the dashboard's panels (migration 0007): covering, partial indexes of the derived labels
+        Index("ix_feedback_derived_reply", "tenant", "conversation_id", "response_turn",
+              postgresql_include=["level"], postgresql_where=text(_DERIVED)),
+        Index("ix_feedback_derived_time", "tenant", "created_at", postgresql_where=text(_DERIVED),
+              postgresql_include=["labeler_id", "labeler_version", "level"]),
+        Index("ix_feedback_refinement_time", "tenant", "created_at", postgresql_include=["stage", "reason"],
+              postgresql_where=text("stage = 'filtered' OR reason LIKE 'mined:%'")),
+        Index("ix_feedback_dissatisfied", "tenant", text("id DESC"),
+              postgresql_where=text(f"level <= 2 AND {_DERIVED}")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -166,7 +181,8 @@ class RejectedEvent(Base):
     """A record that could not be processed, kept with its raw bytes and the reason (the dead letter)."""
 
     __tablename__ = "rejected_events"
-    __table_args__ = (UniqueConstraint("topic", "partition", "offset", name="uq_rejected_events_source"),)
+    __table_args__ = (UniqueConstraint("topic", "partition", "offset", name="uq_rejected_events_source"),
+                      Index("ix_rejected_events_created", "created_at"))
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     topic: Mapped[str] = mapped_column(String(256))

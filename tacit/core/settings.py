@@ -212,6 +212,28 @@ class TacitSettings(BaseSettings):
         True, description="Train on follow-up labels fused with the thumbs, ratings, reactions, regenerations and "
         "edits on each reply (tacit.core.fusion); false: on the follow-up labels alone.")
 
+    # --- dashboard and satisfaction alerts ---
+    dashboard_host: str = Field("127.0.0.1", description="Bind address of the dashboard (`tacit dashboard`).")
+    dashboard_port: int = Field(8090, ge=0, le=65535, description="Port of the dashboard.")
+    dashboard_days: int = Field(30, ge=1, description="Days the dashboard's panels show unless a range is chosen.")
+    dashboard_alert_window_hours: float = Field(
+        24.0, gt=0, description="Satisfaction alerts compare the dissatisfied share of this many hours with the "
+        "hours before.")
+    dashboard_alert_min_count: int = Field(
+        50, ge=1, description="Least labels in each window before an alert may be raised.")
+    dashboard_alert_p_value: float = Field(
+        0.01, gt=0, lt=1, description="Alert when a one-sided two-proportion z-test is below this p-value ...")
+    dashboard_alert_min_increase: float = Field(
+        0.05, ge=0, le=1, description="... and the dissatisfied share rose by at least this much (0.05: 5 points).")
+    dashboard_alert_interval_s: float = Field(
+        300.0, gt=0, description="How often the dashboard checks every tenant for alerts.")
+    dashboard_alert_webhook_url: str | None = Field(
+        None, description="POST each newly raised alert as JSON here; unset: none.")
+    dashboard_alert_webhook_secret: SecretStr | None = Field(
+        None, description="Shared secret of the webhook's X-Tacit-Signature (HMAC-SHA256 of the body).")
+    dashboard_alert_webhook_retries: int = Field(
+        3, ge=0, description="Retries of a failed webhook POST, with backoff.")
+
     @field_validator("data_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:

@@ -1,8 +1,8 @@
 """``tacit up``: the platform running continuously on the embedded stack until interrupted.
 
 Starts the stack (what is not running yet), a stream worker, the ingest gateway, the retraining schedule
-(`tacit schedule`: a run once TACIT_SCHEDULE_MIN_NEW_LABELS new labels arrived, or on TACIT_SCHEDULE_CRON)
-and, as soon as a champion model exists, the scoring service, so the loop from chat logs to a served model
+(`tacit schedule`: a run once TACIT_SCHEDULE_MIN_NEW_LABELS new labels arrived, or on TACIT_SCHEDULE_CRON),
+the dashboard and, as soon as a champion model exists, the scoring service, so the loop from chat logs to a served model
 closes by itself; restarts a child that dies; on Ctrl-C stops its children and the stack components that it
 started itself, leaving alone what was already running.
 """
@@ -24,7 +24,7 @@ from tacit.devstack import stack
 from tacit.devstack.processes import log_tail, stop, tacit_child
 
 POLL_S = 5.0
-ALWAYS_ON = ("worker", "gateway", "schedule")  # the scoring service joins once a champion exists
+ALWAYS_ON = ("worker", "gateway", "schedule", "dashboard")  # the scoring service joins once a champion exists
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -51,7 +51,8 @@ def run(settings: TacitSettings, console: Console) -> None:
 
             console.print(f"send chat events to {endpoints.kafka_bootstrap} topic '{settings.chat_events_topic}' "
                           f"(e.g. `tacit replay FILE`) or to http://{settings.gateway_host}:{settings.gateway_port}"
-                          "/v1/events with a tenant's key (`tacit keys create`); Ctrl-C stops")
+                          "/v1/events with a tenant's key (`tacit keys create`); see them at "
+                          f"http://{settings.dashboard_host}:{settings.dashboard_port}; Ctrl-C stops")
             engine = make_engine(endpoints.database_url)
             try:
                 _supervise(settings, console, engine, children, start)

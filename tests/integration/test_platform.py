@@ -1,5 +1,5 @@
-"""`tacit up` on a fresh data directory: it starts the stack, a worker, the gateway and the retraining schedule;
-Ctrl-C or SIGTERM stops all."""
+"""`tacit up` on a fresh data directory: it starts the stack, a worker, the gateway, the retraining schedule and
+the dashboard; Ctrl-C or SIGTERM stops all."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def test_up_runs_until_interrupted_and_stops_what_it_started(tmp_path: Path, sto
     """SIGTERM is how systemd, Docker and Kubernetes stop a process: it must stop every child like Ctrl-C."""
     settings = TacitSettings(data_dir=tmp_path)
     gateway_port = stack.free_port()
-    env = {**os.environ, "TACIT_DATA_DIR": str(tmp_path), "TACIT_GATEWAY_PORT": str(gateway_port)}
+    env = {**os.environ, "TACIT_DATA_DIR": str(tmp_path), "TACIT_GATEWAY_PORT": str(gateway_port),
+           "TACIT_DASHBOARD_PORT": str(stack.free_port())}
     # Started with SIGINT ignored, as under nohup or a test runner that ignores it: Ctrl-C must still stop it.
     proc = subprocess.Popen([sys.executable, "-m", "tacit", "up"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True,
@@ -43,7 +44,7 @@ def test_up_runs_until_interrupted_and_stops_what_it_started(tmp_path: Path, sto
     try:
         deadline = time.monotonic() + 120
         output = ""
-        while "schedule: started" not in output and time.monotonic() < deadline and proc.poll() is None:
+        while "dashboard: started" not in output and time.monotonic() < deadline and proc.poll() is None:
             output += proc.stdout.readline()
         assert "worker: started" in output and "gateway: started" in output, output
         wait_until(lambda: answers(f"http://127.0.0.1:{gateway_port}/healthz"), "the gateway",
@@ -55,6 +56,7 @@ def test_up_runs_until_interrupted_and_stops_what_it_started(tmp_path: Path, sto
         assert any("tacit worker" in command for command in commands), commands
         assert any("tacit gateway" in command for command in commands), commands
         assert any("tacit schedule" in command for command in commands), commands  # the loop closes
+        assert any("tacit dashboard" in command for command in commands), commands
 
         proc.send_signal(stop_signal)
         output += proc.communicate(timeout=90)[0]

@@ -21,7 +21,7 @@ from tacit.core.db import ModelVersion
 from tacit.core.settings import TacitSettings
 
 COMMANDS = {"replay", "worker", "gateway", "relabel", "labelers", "train", "backbone", "schedule", "score", "analyze", "eval",
-            "serve", "pairs", "personas", "export", "dpo", "db", "keys", "models", "demo", "up", "stack"}
+            "serve", "pairs", "personas", "export", "dpo", "dashboard", "db", "keys", "models", "demo", "up", "stack"}
 GROUPS = {"labelers": {"fit", "eval"}, "analyze": {"users"}, "eval": {"quality"}, "pairs": {"build", "rank"}, "personas": {"build"},
           "export": {"dpo", "rm"}, "dpo": {"online"}, "db": {"upgrade"}, "keys": {"create", "list", "revoke"},
           "models": {"list", "show", "promote", "rollback"}, "stack": {"up", "down", "status"}}
