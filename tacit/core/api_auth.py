@@ -63,12 +63,25 @@ def authenticate(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     header_key: Annotated[str | None, Depends(api_key_header)],
 ) -> str:
-    """The tenant of the request's key, checked with the app's ``state.api_keys`` (a :class:`KeyVerifier`).
+    """The tenant of the request's full key (the gateway, the scoring service): a read-only key is a 403.
 
     A plain function: FastAPI runs it on its thread pool, so a cache miss's query never blocks the loop.
     """
+    return tenant_of_key(request, credentials.credentials if credentials else header_key, read_only_allowed=False)
+
+
+def authenticate_reader(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    header_key: Annotated[str | None, Depends(api_key_header)],
+) -> str:
+    """The tenant of any valid key, a read-only dashboard token included: for pages that only read."""
+    return tenant_of_key(request, credentials.credentials if credentials else header_key, read_only_allowed=True)
+
+
+def tenant_of_key(request: Request, presented: str | None, read_only_allowed: bool) -> str:
+    """The tenant of ``presented``, checked with the app's ``state.api_keys`` (a :class:`KeyVerifier`)."""
     keys: KeyVerifier = request.app.state.api_keys
-    presented = credentials.credentials if credentials is not None else header_key
     if presented is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -89,6 +102,10 @@ def authenticate(
             status.HTTP_403_FORBIDDEN,
             f"API key {stored.id} was revoked at {stored.revoked_at:%Y-%m-%d %H:%M:%S %Z}; ask for a new one.",
         )
+    if stored.read_only and not read_only_allowed:
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            f"API key {stored.id} is a read-only dashboard token; sending events and scoring "
+                            "need a key made without --read-only.")
     limiter: KeyRateLimiter | None = getattr(request.app.state, "rate_limiter", None)
     if limiter is not None and (wait := limiter.wait(stored.id)):
         raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS,

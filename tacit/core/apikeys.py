@@ -45,6 +45,7 @@ class StoredKey:
     created_at: datetime
     revoked_at: datetime | None
     key_hash: str = field(repr=False)
+    read_only: bool = False
 
 
 def new_key() -> str:
@@ -62,14 +63,19 @@ def digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create(engine: Engine, tenant: str, name: str | None = None) -> tuple[StoredKey, str]:
-    """Store a new key of ``tenant``; returns it with the plain key, which is never seen again."""
+def create(engine: Engine, tenant: str, name: str | None = None, read_only: bool = False) -> tuple[StoredKey, str]:
+    """Store a new key of ``tenant``; returns it with the plain key, which is never seen again.
+
+    A ``read_only`` key (a dashboard token) signs in to the dashboard only: the gateway and the scoring
+    service refuse it, so a token handed to people who only look cannot write events or spend compute.
+    """
     try:
         TENANT.validate_python(tenant)
     except ValidationError as error:
         raise TacitError(f"Invalid tenant {tenant!r}: {describe_validation_error(error)}") from None
     key = new_key()
-    insert = ApiKey.__table__.insert().values(id=key_id(key), tenant=tenant, name=name, key_hash=digest(key))
+    insert = ApiKey.__table__.insert().values(id=key_id(key), tenant=tenant, name=name, key_hash=digest(key),
+                                              read_only=read_only)
     with engine.begin() as conn:
         row = conn.execute(insert.returning(*COLUMNS)).one()
     return StoredKey(**row._mapping), key

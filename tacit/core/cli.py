@@ -101,12 +101,16 @@ def keys_create(
     ctx: typer.Context,
     tenant: Annotated[str, typer.Option(help="The tenant this key writes and scores for.")],
     name: Annotated[str | None, typer.Option(help="What the key is for, shown by `tacit keys list`.")] = None,
+    read_only: Annotated[bool, typer.Option(
+        "--read-only", help="A dashboard token: signs in to `tacit dashboard`, refused by the gateway and "
+        "the scoring service.")] = False,
 ) -> None:
     """Make a key and print it (on stdout) once: only its hash is stored."""
     from tacit.core import apikeys
 
-    stored, key = apikeys.create(wiring(ctx).engine(), tenant, name)
-    console.print(f"key {stored.id} of tenant {stored.tenant}; keep it now, it is not shown again:")
+    stored, key = apikeys.create(wiring(ctx).engine(), tenant, name, read_only=read_only)
+    kind = "read-only dashboard token" if read_only else "key"
+    console.print(f"{kind} {stored.id} of tenant {stored.tenant}; keep it now, it is not shown again:")
     typer.echo(key)
 
 
@@ -125,16 +129,18 @@ def keys_list(
     if as_json:
         echo_json(keys_json(keys))
         return
-    table = Table("id", "tenant", "name", "created", "revoked")
+    table = Table("id", "tenant", "name", "access", "created", "revoked")
     for key in keys:
-        table.add_row(key.id, key.tenant, key.name or "", f"{key.created_at:%Y-%m-%d %H:%M}",
+        table.add_row(key.id, key.tenant, key.name or "", "read-only" if key.read_only else "full",
+                      f"{key.created_at:%Y-%m-%d %H:%M}",
                       f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "")
     Console().print(table)
 
 
 def keys_json(keys: Iterable[StoredKey]) -> list[dict[str, Any]]:
     """The keys as `keys list --json` prints them: ids, tenants, names and ISO times, never a key or hash."""
-    return [{"id": key.id, "tenant": key.tenant, "name": key.name, "created_at": _time(key.created_at),
+    return [{"id": key.id, "tenant": key.tenant, "name": key.name, "read_only": key.read_only,
+             "created_at": _time(key.created_at),
              "revoked_at": _time(key.revoked_at)} for key in keys]
 
 

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from pydantic import SecretStr
 from sqlalchemy import text
 
+from tacit.core import apikeys
 from tacit.dashboard import alerts, queries
 from tacit.dashboard.alerts import AlertGauges, Monitor
 from tacit.devstack.processes import tacit_child
@@ -40,6 +41,11 @@ def test_every_page_needs_a_valid_key(dashboard_url: str, dashboard_store: Dashb
     browser = get(dashboard_url, path, Accept="text/html")
     assert browser.status_code == 401 and 'name="key"' in browser.text  # the sign-in form
     assert get(dashboard_url, path, dashboard_store.keys["acme"]).status_code == 200
+
+
+def test_a_read_only_token_signs_in(dashboard_url: str, dashboard_store: DashboardStore) -> None:
+    _, token = apikeys.create(dashboard_store.engine, "acme", "a viewer", read_only=True)
+    assert get(dashboard_url, "/models", token).status_code == 200
 
 
 def test_a_browser_signs_in_with_a_form_and_keeps_a_cookie(dashboard_url: str,

@@ -84,8 +84,9 @@ def test_keys_list_json_never_shows_a_key_or_its_hash(monkeypatch: pytest.Monkey
     result = CliRunner().invoke(cli.app, ["keys", "list", "--json"], obj=OnSqlite())
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == [
-        {"id": "k1", "tenant": "acme", "name": "ci", "created_at": "2026-01-02T03:04:00+00:00", "revoked_at": None},
-        {"id": "k2", "tenant": "acme", "name": None, "created_at": "2026-01-02T03:04:00+00:00",
+        {"id": "k1", "tenant": "acme", "name": "ci", "read_only": False,
+         "created_at": "2026-01-02T03:04:00+00:00", "revoked_at": None},
+        {"id": "k2", "tenant": "acme", "name": None, "read_only": False, "created_at": "2026-01-02T03:04:00+00:00",
          "revoked_at": "2026-01-02T03:04:00+00:00"},
     ]
     assert "hash" not in result.stdout

@@ -73,3 +73,18 @@ def test_a_key_that_cannot_be_checked_gets_503_not_500(tmp_path: Path) -> None:
 
     assert answer.status_code == 503 and answer.headers["Retry-After"]
     assert "database" in answer.json()["detail"]
+
+
+def test_a_read_only_token_cannot_score(tmp_path: Path) -> None:
+    """Dashboard tokens are for people who look; scoring spends compute and needs a full key."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'keys.db'}")
+    ApiKey.__table__.create(engine)
+    _, token = apikeys.create(engine, "acme", read_only=True)
+    settings = TacitSettings(precision="float32")
+    scorer = RewardScorer.load(save_tiny_checkpoint(tmp_path / "model", 3, TACIT_SPEC), settings)
+    app = create_app(ServedModel(scorer, 1), settings, keys=apikeys.KeyVerifier(engine, ttl_s=60))
+
+    with TestClient(app) as client:
+        answer = client.post("/get_reward", json={"query": ["hi"]}, headers={"X-API-Key": token})
+
+    assert answer.status_code == 403 and "read-only" in answer.json()["detail"]
