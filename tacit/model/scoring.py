@@ -120,16 +120,15 @@ class RewardScorer:
                 "int8 quantisation (TACIT_SERVE_QUANTIZE) runs on CPUs only; on a GPU unset it and serve in "
                 "TACIT_PRECISION=auto (bf16/fp16)."
             )
-        config = AutoConfig.from_pretrained(checkpoint, local_files_only=True)
-        spec = CheckpointSpec.from_config(config, settings.max_length)
-        # Truncate from the left: the response, which is what gets judged, comes last.
-        tokenizer = AutoTokenizer.from_pretrained(checkpoint, truncation_side="left", local_files_only=True)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            checkpoint,
-            config=config,
-            dtype=torch.float32 if quantize else compute_dtype(device, settings.precision),
-            local_files_only=True,
-        )
+        dtype = torch.float32 if quantize else compute_dtype(device, settings.precision)
+        try:
+            spec, tokenizer, model = _read_checkpoint(checkpoint, dtype, settings.max_length)
+        except CheckpointError:
+            raise
+        except Exception as error:  # a damaged or foreign file: name the checkpoint, not a loader's internals
+            raise CheckpointError(
+                f"{checkpoint} could not be loaded ({type(error).__name__}: {error}); write it again with "
+                "`tacit train` or `save_pretrained`.") from error
         ensure_padding(tokenizer, model)
         if model.dtype != torch.float32:
             _head_in_float32(model)
@@ -195,6 +194,18 @@ def quantize_int8(model: PreTrainedModel) -> PreTrainedModel:
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
         return torch.ao.quantization.quantize_dynamic(model, qconfig, dtype=torch.qint8)
+
+
+def _read_checkpoint(checkpoint: Path, dtype: torch.dtype, max_length: int):
+    """Spec, tokenizer and model of a checkpoint directory, offline; the spec is checked before the weights
+    are read."""
+    config = AutoConfig.from_pretrained(checkpoint, local_files_only=True)
+    spec = CheckpointSpec.from_config(config, max_length)
+    # Truncate from the left: the response, which is what gets judged, comes last.
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint, truncation_side="left", local_files_only=True)
+    model = AutoModelForSequenceClassification.from_pretrained(checkpoint, config=config, dtype=dtype,
+                                                               local_files_only=True)
+    return spec, tokenizer, model
 
 
 def _head_in_float32(model: PreTrainedModel) -> None:

@@ -50,6 +50,17 @@ def test_load_says_what_a_checkpoint_is(tmp_path: Path) -> None:
         RewardScorer.load(tmp_path, SETTINGS)
 
 
+@pytest.mark.parametrize("damaged", ["config.json", "model.safetensors", "tokenizer.json"])
+def test_a_damaged_checkpoint_is_a_clear_error_not_a_traceback(tmp_path: Path, damaged: str) -> None:
+    from tests.helpers.serving import TACIT_SPEC, save_tiny_checkpoint
+
+    checkpoint = save_tiny_checkpoint(tmp_path, 3, TACIT_SPEC)
+    (checkpoint / damaged).write_bytes(b"\x00garbage{")
+
+    with pytest.raises(CheckpointError, match=f"{checkpoint} could not be loaded"):
+        RewardScorer.load(checkpoint, SETTINGS)
+
+
 def test_decoder_checkpoint_without_pad_id_scores_batches(tmp_path: Path) -> None:
     """Qwen3 classifiers pool the last non-pad token, so a batch needs a pad id the checkpoint may lack."""
     torch.manual_seed(0)
