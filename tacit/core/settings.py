@@ -137,6 +137,8 @@ class TacitSettings(BaseSettings):
     serve_port: int = Field(8000, ge=0, le=65535, description="Port of the scoring service.")
     serve_batch_size: int = Field(32, ge=1, description="Most texts in one model call.")
     serve_batch_tokens: int = Field(8192, ge=16, description="Most padded tokens in one model call.")
+    serve_max_body_bytes: int = Field(
+        8 * 2**20, ge=1024, description="Largest scoring request body; texts past max_length tokens are cut anyway.")
     serve_max_wait_ms: float = Field(2.0, ge=0, description="Longest a text waits for others to join its batch.")
     serve_threads: int | None = Field(None, ge=1, description="Torch CPU threads; unset: one fewer than the CPUs.")
     serve_poll_s: float = Field(5.0, gt=0, description="Registry check interval when no promotion is heard.")

@@ -37,6 +37,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from tacit.core.api_auth import KeyTenant, rate_limiter
+from tacit.core.api_limits import BodyLimit
 from tacit.core.apikeys import KeyVerifier
 from tacit.core.db import make_engine
 from tacit.core.domain import SIGNAL, ChatEvent, KeyedEvent, Signal, describe_validation_error
@@ -122,6 +123,7 @@ def create_app(settings: TacitSettings, keys: KeyVerifier, bootstrap: str) -> Fa
             await app.state.producer.stop()
 
     app = FastAPI(title="Tacit ingest gateway", lifespan=lifespan)
+    app.add_middleware(BodyLimit, max_bytes=settings.gateway_max_body_bytes, setting="TACIT_GATEWAY_MAX_BODY_BYTES")
     app.state.api_keys = keys
     app.state.rate_limiter = rate_limiter(settings.api_rate_per_second, settings.api_rate_burst, metrics.registry)
 
@@ -134,7 +136,7 @@ def create_app(settings: TacitSettings, keys: KeyVerifier, bootstrap: str) -> Fa
     async def accept(request: Request, tenant: str, route: Route) -> JSONResponse:
         """Read, check and send one request's items: all of them, or none and why."""
         noun = route.noun
-        items = _items(await _read_body(request, settings.gateway_max_body_bytes), settings.gateway_max_batch, route)
+        items = _items(await request.body(), settings.gateway_max_batch, route)
         events, refused = _check(items, tenant, route)
         if refused:
             metrics.count(refused)
@@ -195,19 +197,6 @@ def _documented(route: Route) -> dict[str, Any]:
             503: {"model": EventsResponse, "description": f"Kafka failed: which {noun} were accepted, which not."},
         },
     }
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused as soon as it passes ``limit`` bytes rather than after it was all read."""
-    too_large = HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"The body is larger than {limit} bytes.")
-    if int(request.headers.get("content-length", 0)) > limit:
-        raise too_large
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_large
-    return bytes(body)
 
 
 def _items(body: bytes, max_batch: int, route: Route) -> list[Any]:

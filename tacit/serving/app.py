@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from tacit.core.api_auth import authenticate, rate_limiter
+from tacit.core.api_limits import BodyLimit
 from tacit.core.apikeys import KeyVerifier
 from tacit.core.settings import TacitSettings
 from tacit.model.schema import (
@@ -198,6 +199,7 @@ def create_app(
                 await asyncio.gather(*state.tasks, return_exceptions=True)
 
     app = FastAPI(title="Tacit scoring service", lifespan=lifespan)
+    app.add_middleware(BodyLimit, max_bytes=settings.serve_max_body_bytes, setting="TACIT_SERVE_MAX_BODY_BYTES")
     app.add_exception_handler(RequestValidationError, refuse_invalid_request)
     app.state.service = state
     app.state.api_keys = keys
