@@ -1,6 +1,6 @@
 """What the worker does to personal data before anything is labeled or stored.
 
-Message texts lose e-mail addresses, payment card numbers, IP addresses, phone numbers and credentials (API
+Message texts lose e-mail addresses, payment card numbers, IBANs, IP addresses, phone numbers and credentials (API
 keys and tokens of the common services; each replaced by a tag such as ``[EMAIL]``, so a labeler still
 sees that something was there). Numbers that are not personal stay as they are: dates, decimals, versions,
 ISBNs, bare digit runs (ids, numbers in code), the loopback and unspecified addresses of code, because a
@@ -24,7 +24,11 @@ from tacit.core.domain import ChatEvent, SignalEvent
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 CARD = re.compile(r"(?<![\w-])\d(?:[ -]?\d){12,18}(?![\w-])")
 IPV4 = re.compile(r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?!\w|\.\d)")
-IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}(?![\w:])")
+HEX = "[0-9A-Fa-f]{1,4}"
+IPV6 = re.compile(  # the full form, or one "::" standing for the zero groups
+    rf"(?<![\w:])(?:(?:{HEX}:){{7}}{HEX}|(?:{HEX}:){{1,6}}(?::{HEX}){{1,6}}|(?:{HEX}:){{1,7}}:|::(?:{HEX}:){{0,6}}{HEX})"
+    r"(?![\w:])")
+IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
 DIGIT = re.compile(r"\d")
 PHONE = re.compile(r"(?<![\w+.-])\+?\(?\d{1,4}\)?(?:[ .-]?\(?\d{2,4}\)?){2,5}(?!\w)")
 SECRET = re.compile(
@@ -69,9 +73,25 @@ def _ip(match: re.Match[str]) -> str:
     return match.group() if match.group().startswith(CODE_ADDRESSES) else "[IP]"
 
 
+def _ipv6(match: re.Match[str]) -> str:
+    """A shortened form needs a digit (C++'s ``abc::def`` is a name, not an address); ``::1`` is loopback."""
+    text = match.group()
+    if "::" in text and (text == "::1" or not any(char.isdigit() for char in text)):
+        return text
+    return "[IP]"
+
+
+def _iban(match: re.Match[str]) -> str:
+    """IBANs carry a mod-97 check (ISO 13616); codes that only look like one are left alone."""
+    compact = match.group().replace(" ", "")
+    rearranged = compact[4:] + compact[:4]
+    number = "".join(str(int(char, 36)) for char in rearranged)
+    return "[IBAN]" if int(number) % 97 == 1 else match.group()
+
+
 def redact(text: str) -> str:
-    """Credentials first (a key may hold digits), cards before phones: both are runs of digits, and a card
-    number is the more specific match.
+    """Credentials first (a key may hold digits), then IBANs, cards and phones, the more specific runs of
+    digits first.
 
     Every pattern but the credentials' (which have their own marks) needs an ``@``, a digit or (IPv6, which may have no digit: ``fe80:...:cafe``) a colon, and
     most chat messages have none of them: checking first skips the regex scans that were the larger part of
@@ -83,9 +103,9 @@ def redact(text: str) -> str:
         text = EMAIL.sub("[EMAIL]", text)
     digits = DIGIT.search(text) is not None
     if digits:
-        text = IPV4.sub(_ip, CARD.sub(_card, text))
+        text = IPV4.sub(_ip, CARD.sub(_card, IBAN.sub(_iban, text)))
     if ":" in text:
-        text = IPV6.sub("[IP]", text)
+        text = IPV6.sub(_ipv6, text)
     return PHONE.sub(_phone, text) if digits else text
 
 

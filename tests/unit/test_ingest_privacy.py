@@ -5,7 +5,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tacit.core.domain import ChatEvent
-from tacit.core.privacy import CARD, EMAIL, IPV4, IPV6, PHONE, SECRET, Privacy, _card, _ip, _phone, redact
+from tacit.core.privacy import (
+    CARD, EMAIL, IBAN, IPV4, IPV6, PHONE, SECRET, Privacy, _card, _iban, _ip, _ipv6, _phone, redact,
+)
 
 
 @pytest.mark.parametrize(
@@ -19,6 +21,10 @@ from tacit.core.privacy import CARD, EMAIL, IPV4, IPV6, PHONE, SECRET, Privacy, 
         ("v6 2001:0db8:85a3:0000:0000:8a2e:0370:7334 too", "v6 [IP] too"),
         ("v6 without digits dead:beef:cafe:babe:dead:beef:cafe:face", "v6 without digits [IP]"),
         ("the server is 10.1.2.3.", "the server is [IP]."),  # an address ending a sentence
+        ("link-local fe80::1ff:fe23:4567:890a here", "link-local [IP] here"),
+        ("ping 2001:db8::8a2e:370:7334 or 2001:db8:: now", "ping [IP] or [IP] now"),
+        ("IBAN DE89 3704 0044 0532 0130 00, thanks", "IBAN [IBAN], thanks"),
+        ("pay to GB82WEST12345698765432", "pay to [IBAN]"),
         ("key sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv", "key [SECRET]"),
         ("AWS AKIAIOSFODNN7EXAMPLE in the config", "AWS [SECRET] in the config"),
         ("token ghp_" + "a1B2c3D4e5" * 4 + " leaked", "token [SECRET] leaked"),
@@ -41,6 +47,8 @@ def test_personal_data_is_replaced_by_a_tag(text, expected):
     "app.run(host='0.0.0.0') or 127.0.0.1:8000",  # the unspecified and loopback addresses of code
     "ISBN 978-3-16-148410-0, and the id 1234567890123",  # an ISBN, a bare run of digits
     "sk-learn and scikit-learn, task-1234",  # words that only look like keys
+    "at 10:30:45, std::vector and abc::def, ::1 is loopback",  # times, C++ names, the loopback address
+    "code DE12 3456 7890 1234 5678 90 fails its check",  # shaped like an IBAN, mod 97 says no
 ])
 def test_ordinary_numbers_are_kept(text):
     assert redact(text) == text
@@ -53,13 +61,14 @@ def event(**changes) -> ChatEvent:
 
 def _every_pattern_on_every_text(text: str) -> str:
     text = EMAIL.sub("[EMAIL]", SECRET.sub("[SECRET]", text))
-    text = CARD.sub(_card, text)
-    text = IPV6.sub("[IP]", IPV4.sub(_ip, text))
+    text = CARD.sub(_card, IBAN.sub(_iban, text))
+    text = IPV6.sub(_ipv6, IPV4.sub(_ip, text))
     return PHONE.sub(_phone, text)
 
 
 PII_PIECES = st.sampled_from(["sk-" + "a" * 24, "tk_", "eyJ", "a@b.io", "4111 1111 1111 1111", "10.0.0.1", "+1 415 555 0132", ":", "@", "7",
-                              "dead:beef:cafe:babe:dead:beef:cafe:face", " ", "x", ".", "-"])
+                              "dead:beef:cafe:babe:dead:beef:cafe:face", "fe80::1", "::", "DE89 3704 0044 0532 0130 00",
+                              " ", "x", ".", "-"])
 
 
 @given(st.lists(st.one_of(PII_PIECES, st.text(max_size=8)), max_size=12).map("".join))
