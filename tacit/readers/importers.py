@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -50,7 +51,11 @@ def records(path: Path) -> Iterator[bytes | dict[str, Any]]:
             yield from batch.to_pylist()
         return
     with open_binary(path) as lines:
-        yield from (line for line in lines if line.strip())
+        try:
+            yield from (line for line in lines if line.strip())
+        except (EOFError, OSError, zlib.error) as error:  # a truncated or corrupt gzip stream
+            raise TacitError(f"{path} is a damaged gzip file ({error}); the records before the damage were "
+                             "read. Compress it again, or pass the plain JSONL.") from None
 
 
 def detect_format(path: Path) -> str:

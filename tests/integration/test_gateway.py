@@ -8,6 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from fastapi.testclient import TestClient
@@ -22,6 +25,7 @@ from tacit.core.kafka import ensure_topics
 from tacit.core.settings import TacitSettings, get_settings
 from tacit.ingest.gateway import create_app
 from tacit.serving.server import load_app
+from tests.helpers.hostile import VALUES, bodies
 from tests.helpers.serving import CHAT, TACIT_SPEC, save_tiny_checkpoint
 
 pytestmark = pytest.mark.integration
@@ -242,3 +246,23 @@ def test_feedback_shares_the_events_keys_limits_and_error_shapes(gateway, acme_k
     assert too_many.status_code == 413 and too_many.json()["detail"].startswith("6 signals in one request")
     schema = gateway.get("/openapi.json").json()
     assert "Thumbs" in schema["components"]["schemas"] and "/v1/feedback" in schema["paths"]
+
+
+EVENT_FIELDS = {"conversation_id": st.text(max_size=8), "turn_index": st.integers(-5, 5),
+                "role": st.sampled_from(["user", "assistant", "system"]), "content": st.text(max_size=8),
+                "timestamp": st.sampled_from(["2026-01-01T00:00:00Z", "9999-12-31T23:59:59-14:00", "yesterday"]),
+                "tenant": st.sampled_from(["acme", "globex", ""]), "metadata": VALUES}
+SIGNAL_FIELDS = {**EVENT_FIELDS, "signal": st.sampled_from(["thumbs", "rating", "regenerate", "nope"]),
+                 "message_turn": st.integers(-1, 3), "up": VALUES, "score": VALUES, "scale": VALUES}
+
+
+@pytest.mark.parametrize(("path", "fields"), [("/v1/events", EVENT_FIELDS), ("/v1/feedback", SIGNAL_FIELDS)])
+def test_hostile_bodies_get_an_answer_with_a_reason_never_a_server_error(gateway, acme_key, path, fields):
+    @hypothesis_settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(body=bodies(fields) | bodies(fields).map(lambda one: b'{"events": [' + one + b"]}"))
+    def check(body: bytes) -> None:
+        answer = gateway.post(path, content=body, headers={**bearer(acme_key), "content-type": "application/json"})
+        assert answer.status_code < 500, (body[:200], answer.text[:300])
+        assert answer.status_code == 202 or answer.json()["detail"]
+
+    check()

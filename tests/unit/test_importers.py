@@ -12,6 +12,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from tacit.core.domain import ChatEvent, Role, SignalEvent
 from tacit.core.errors import TacitError
@@ -19,6 +22,7 @@ from tacit.core.settings import TacitSettings
 from tacit.data import SAMPLE_CONVERSATIONS
 from tacit.ingest.replay import ReplayOptions, replay
 from tacit.readers.importers import ImportReport, detect_format, read_conversations
+from tests.helpers.hostile import RAW, VALUES
 
 SHARED_DATA = Path(__file__).parents[2].parent / "shared" / "data"
 needs_shared_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared data not found at {SHARED_DATA}")
@@ -255,3 +259,25 @@ def test_a_conversation_too_large_for_kafka_is_skipped_and_the_rest_read(tmp_pat
     assert len(read) == 6
     [reason] = report.skipped
     assert "bytes as JSON" in reason
+
+
+@pytest.mark.parametrize("format_name", ["tacit", "wildchat", "sharegpt", "openai", "oasst"])
+def test_hostile_lines_are_skipped_with_reasons_never_an_exception(tmp_path, format_name):
+    """Whatever a file holds, reading it yields valid events and counts every other record as skipped."""
+    @hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(lines=st.lists(st.one_of(RAW, VALUES.map(lambda value: json.dumps(value).encode())), min_size=1,
+                          max_size=5))
+    def check(lines: list[bytes]) -> None:
+        path = tmp_path / "hostile.jsonl"
+        path.write_bytes(b"\n".join(line.replace(b"\n", b" ") for line in lines) + b"\n")
+        report = ImportReport()
+        if lines[0].startswith(b"\x1f\x8b"):  # gzip's magic: damaged compressed data is one clear error
+            with pytest.raises(TacitError, match="damaged gzip"):
+                list(read_conversations(path, "acme", report, format_name))
+            return
+        conversations = list(read_conversations(path, "acme", report, format_name))
+        assert all(isinstance(event, ChatEvent) for conversation in conversations for event in conversation)
+        if any(line.strip() for line in lines):  # blank lines are not records
+            assert len(conversations) + sum(report.skipped.values()) >= 1, report  # read, or counted as skipped
+
+    check()
