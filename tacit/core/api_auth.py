@@ -22,7 +22,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy.exc import DBAPIError
 
-from tacit.core.apikeys import KeyVerifier
+from tacit.core.apikeys import KeyStoreUnavailable, KeyVerifier
 
 bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer tk_...")
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: tk_...")
@@ -91,7 +91,7 @@ def tenant_of_key(request: Request, presented: str | None, read_only_allowed: bo
         )
     try:
         stored = keys.lookup(presented)
-    except DBAPIError as exc:  # the key store is down or restarting: the client should retry, not give up
+    except (DBAPIError, KeyStoreUnavailable) as exc:  # the key store down, restarting or frozen: retry later
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
                             "API keys cannot be checked now: the database is unavailable. Retry shortly.",
                             headers={"Retry-After": str(KEY_STORE_RETRY_S)}) from exc

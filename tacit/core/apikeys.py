@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
+from typing import Any
 
 from cachetools import TTLCache, cached
 from pydantic import TypeAdapter, ValidationError
@@ -27,10 +28,16 @@ from tacit.core.db import ApiKey
 from tacit.core.domain import Tenant, describe_validation_error
 from tacit.core.errors import TacitError
 
+LOOKUP_TIMEOUT_S = 5.0  # a database that does not answer (frozen, partitioned) must not hold requests
+LOOKUPS_AT_ONCE = 8  # lookups stuck on such a database, at most
 KEY_PATTERN = re.compile(r"tk_(?P<id>[0-9a-f]{12})_[A-Za-z0-9_-]{43}")
 CACHED_KEYS = 10_000
 COLUMNS = tuple(ApiKey.__table__.columns)
 TENANT = TypeAdapter(Tenant)
+
+
+class KeyStoreUnavailable(TacitError):
+    """The database did not answer a key lookup in time; the request should be retried later."""
 
 
 class KeyNotFoundError(TacitError, LookupError):
@@ -119,14 +126,47 @@ class KeyVerifier:
     Every request still hashes and compares its key; the cache only saves the database round trip. So a key
     revoked by another process (``tacit keys revoke``) is refused within ``ttl_s`` seconds, not at once.
     Unknown ids are cached too, so a client retrying a wrong key does not query the database each time.
+    A lookup the database does not answer within ``LOOKUP_TIMEOUT_S`` raises :class:`KeyStoreUnavailable`.
     """
 
     def __init__(self, engine: Engine, ttl_s: float) -> None:
         cache = TTLCache(maxsize=CACHED_KEYS, ttl=ttl_s)
-        self._fetch = cached(cache, lock=threading.Lock())(partial(_fetch, engine))
+        self._fetch = cached(cache, lock=threading.Lock())(partial(_within_timeout, partial(_fetch, engine)))
 
     def lookup(self, presented: str) -> StoredKey | None:
         return _lookup(self._fetch, presented)
+
+
+_STUCK = threading.BoundedSemaphore(LOOKUPS_AT_ONCE)
+
+
+def _within_timeout(fetch: Callable[[str], StoredKey | None], identifier: str) -> StoredKey | None:
+    """``fetch`` on a daemon thread, waited for at most ``LOOKUP_TIMEOUT_S``.
+
+    A query to a frozen server blocks in the socket with no timeout of its own; a daemon thread left behind
+    neither holds the request nor keeps the process from exiting, and the semaphore bounds how many can pile
+    up while the server stays frozen.
+    """
+    if not _STUCK.acquire(timeout=LOOKUP_TIMEOUT_S):
+        raise KeyStoreUnavailable("API keys cannot be checked: the database does not answer.")
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome["key"] = fetch(identifier)
+        except Exception as error:  # noqa: BLE001 - handed to the waiting request as it is
+            outcome["error"] = error
+        finally:
+            _STUCK.release()
+            done.set()
+
+    threading.Thread(target=run, name="tacit-key-lookup", daemon=True).start()
+    if not done.wait(LOOKUP_TIMEOUT_S):
+        raise KeyStoreUnavailable(f"API keys cannot be checked: the database did not answer in {LOOKUP_TIMEOUT_S:g}s.")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["key"]
 
 
 def _lookup(fetch: Callable[[str], StoredKey | None], presented: str) -> StoredKey | None:

@@ -16,8 +16,8 @@ from tacit.core.errors import TacitError
 
 
 @pytest.fixture
-def engine() -> Iterator[Engine]:
-    engine = create_engine("sqlite://")
+def engine(tmp_path) -> Iterator[Engine]:
+    engine = create_engine(f"sqlite:///{tmp_path / 'keys.db'}")  # a file: lookups run on their own threads
     ApiKey.__table__.create(engine)
     yield engine
     engine.dispose()

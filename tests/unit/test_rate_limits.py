@@ -88,3 +88,21 @@ def test_a_read_only_token_cannot_score(tmp_path: Path) -> None:
         answer = client.post("/get_reward", json={"query": ["hi"]}, headers={"X-API-Key": token})
 
     assert answer.status_code == 403 and "read-only" in answer.json()["detail"]
+
+
+def test_a_key_store_that_does_not_answer_gets_503_within_the_timeout(tmp_path: Path, monkeypatch) -> None:
+    """A frozen PostgreSQL: the lookup's query would wait forever; the request must not."""
+    import threading
+
+    thawed = threading.Event()
+    monkeypatch.setattr(apikeys, "_fetch", lambda engine, identifier: thawed.wait())
+    monkeypatch.setattr(apikeys, "LOOKUP_TIMEOUT_S", 0.2)
+    settings = TacitSettings(precision="float32")
+    scorer = RewardScorer.load(save_tiny_checkpoint(tmp_path / "model", 3, TACIT_SPEC), settings)
+    keys = apikeys.KeyVerifier(create_engine("sqlite://"), ttl_s=60)
+    try:
+        with TestClient(create_app(ServedModel(scorer, 1), settings, keys=keys)) as client:
+            answer = client.post("/get_reward", json={"query": ["hi"]}, headers={"X-API-Key": apikeys.new_key()})
+    finally:
+        thawed.set()
+    assert answer.status_code == 503 and "database" in answer.json()["detail"]
