@@ -157,6 +157,17 @@ class SignalRow(Base):
     ingested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class Lease(Base):
+    """A lock held as a row, renewed by its holder and free once it expired: what stands in for a
+    session-level advisory lock where connections are pooled per transaction (PgBouncer)."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class InstallSecret(Base):
     """A secret created with the installation (by its migration), shared by all its processes."""
 

@@ -13,17 +13,24 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import socket
+import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import func, select, text, update
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from tacit.core.db import (
     MODEL_EVENTS_CHANNEL,
+    Lease,
     ModelDecision,
     ModelStatus,
     ModelVersion,
@@ -39,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 # pg_advisory_lock key held for the whole of a training run ("tacit:training" as a 64-bit int).
 TRAINING_LOCK = 0x7461636974747261
+TRAINING_LEASE = "training"  # the same lock as a lease row (PgBouncer in transaction mode)
+LEASE_S = 60.0
 
 
 class RegistryError(TacitError):
@@ -77,11 +86,19 @@ def last_run(engine: Engine) -> TrainingRun | None:
 
 
 @contextmanager
-def training_lock(engine: Engine) -> Iterator[None]:
+def training_lock(engine: Engine, *, lease: bool = False) -> Iterator[None]:
     """Hold the database-wide training lock for the block, or fail at once if another run holds it.
 
     A session-level advisory lock lives as long as its connection, so a crashed driver releases it too.
+    Behind PgBouncer in transaction mode a session is not a connection, and such a lock would silently
+    belong to whoever gets the server connection next: with ``lease``, the lock is a row in ``leases``
+    instead, renewed while the block runs and taken over ``LEASE_S`` seconds after a crashed holder's last
+    renewal.
     """
+    if lease:
+        with _training_lease(engine):
+            yield
+        return
     with engine.connect() as connection:
         if not connection.scalar(select(func.pg_try_advisory_lock(TRAINING_LOCK))):
             raise TrainingInProgress(
@@ -91,6 +108,41 @@ def training_lock(engine: Engine) -> Iterator[None]:
             yield
         finally:
             connection.scalar(select(func.pg_advisory_unlock(TRAINING_LOCK)))
+
+
+@contextmanager
+def _training_lease(engine: Engine) -> Iterator[None]:
+    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    until = func.now() + timedelta(seconds=LEASE_S)
+    take = (pg_insert(Lease).values(name=TRAINING_LEASE, holder=holder, expires_at=until)
+            .on_conflict_do_update(index_elements=[Lease.name], set_={"holder": holder, "expires_at": until},
+                                   where=Lease.expires_at < func.now())
+            .returning(Lease.holder))
+    with engine.begin() as connection:
+        if connection.scalar(take) != holder:
+            raise TrainingInProgress(
+                "Another training run is in progress (it holds the training lease); wait for it to finish, or "
+                f"for its lease to expire {LEASE_S:g}s after it stopped renewing it.")
+    mine = (Lease.name == TRAINING_LEASE) & (Lease.holder == holder)
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(LEASE_S / 3):
+            try:
+                with engine.begin() as connection:
+                    connection.execute(update(Lease).where(mine).values(expires_at=until))
+            except Exception as error:  # noqa: BLE001 - the next renewal may succeed before expiry
+                logger.warning("training lease not renewed (%s)", error)
+
+    renewal = threading.Thread(target=renew, name="tacit-training-lease", daemon=True)
+    renewal.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        renewal.join()
+        with engine.begin() as connection:
+            connection.execute(delete(Lease).where(mine))
 
 
 # ----------------------------------------------------------------------------------------------- versions

@@ -101,6 +101,10 @@ class TacitSettings(BaseSettings):
     user_id_secret: SecretStr | None = Field(
         None, description="Key of the user-id pseudonyms; unset: a random one the database was created with.")
 
+    pgbouncer_transaction_mode: bool = Field(
+        False, description="The database URL goes through PgBouncer in transaction mode: the scoring service "
+        "polls the registry instead of LISTEN, and training holds a lease row instead of an advisory lock.")
+
     # --- models ---
     base_model: Path | None = Field(None, description="Local HF checkpoint; unset: the bundled MiniLM.")
     max_length: int = Field(256, ge=16, description="Tokens per scored/trained text.")

@@ -84,8 +84,8 @@ class ChampionFollower:
         url = self._engine.url
         self._listen_url = (
             url.set(drivername="postgresql").render_as_string(hide_password=False)
-            if url.get_backend_name() == "postgresql"
-            else None
+            if url.get_backend_name() == "postgresql" and not settings.pgbouncer_transaction_mode
+            else None  # no LISTEN through a transaction-mode pooler: reading every serve_poll_s seconds
         )
 
     async def run(self) -> None:

@@ -119,7 +119,7 @@ def run_training(
     """
     engine = make_engine(endpoint(settings, "postgres"))
     try:
-        with training_lock(engine):
+        with training_lock(engine, lease=settings.pgbouncer_transaction_mode):
             config = train_config(settings, steps, **overrides)
             return _run(settings, engine, config, selection or Selection(), incremental=incremental, resume=resume,
                         use_ray=use_ray, workers=workers, ray_job_id=ray_job_id)

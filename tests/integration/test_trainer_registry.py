@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -18,7 +19,7 @@ from typer.testing import CliRunner
 
 from tacit import cli
 from tacit.core.cli import Wiring
-from tacit.core.db import MODEL_EVENTS_CHANNEL, ModelStatus, ModelVersion, TrainingRun
+from tacit.core.db import MODEL_EVENTS_CHANNEL, Lease, ModelStatus, ModelVersion, TrainingRun
 from tacit.core.domain import Role
 from tacit.core.registry import (
     RegistryError,
@@ -166,6 +167,22 @@ def test_training_lock_refuses_a_second_run(isolated: TacitSettings, engine: Eng
 
     with engine.connect() as connection:
         assert connection.scalar(select(func.count()).select_from(TrainingRun)) == 0
+
+
+def test_the_training_lease_refuses_a_second_run_and_is_taken_over_once_expired(
+    isolated: TacitSettings, engine: Engine
+) -> None:
+    """PgBouncer in transaction mode: the lock is a row, released at the end and free after a crash."""
+    behind_pgbouncer = isolated.model_copy(update={"pgbouncer_transaction_mode": True})
+    with training_lock(engine, lease=True), pytest.raises(TrainingInProgress, match="lease"):
+        run_training(behind_pgbouncer, use_ray=False, steps=1)
+    with training_lock(engine, lease=True):  # released at the end of the block
+        with engine.begin() as connection:  # as if its holder had crashed a minute ago
+            connection.execute(update(Lease).values(expires_at=func.now() - timedelta(seconds=1)))
+        with training_lock(engine, lease=True):
+            pass
+    with engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(Lease)) == 0
 
 
 def test_schedule_trains_once_enough_new_labels_arrived(isolated: TacitSettings, engine: Engine) -> None:

@@ -11,6 +11,7 @@ import torch
 from sqlalchemy.orm import Session
 
 from tacit.core.db import Base, ModelStatus, ModelVersion, make_engine
+from tacit.core.settings import TacitSettings
 from tacit.model.scoring import RewardScorer, canary_rewards
 from tacit.serving.metrics import ServiceMetrics
 from tacit.serving.model import ServedModel
@@ -69,3 +70,11 @@ def test_canary_refuses_a_model_that_answers_nan(good: Path) -> None:
 
     with pytest.raises(CanaryError, match="finite"):
         check_canary(ServedModel(scorer, 1))
+
+
+def test_behind_pgbouncer_in_transaction_mode_the_follower_polls_instead_of_listening(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://tacit@pgbouncer:6432/tacit"
+    settings = TacitSettings(data_dir=tmp_path, database_url=url)
+    pooled = settings.model_copy(update={"pgbouncer_transaction_mode": True})
+    assert ChampionFollower(settings, ModelSlot(None), None)._listen_url is not None
+    assert ChampionFollower(pooled, ModelSlot(None), None)._listen_url is None
