@@ -266,3 +266,25 @@ def test_hostile_bodies_get_an_answer_with_a_reason_never_a_server_error(gateway
         assert answer.status_code == 202 or answer.json()["detail"]
 
     check()
+
+
+def test_a_flood_from_one_key_is_throttled_and_what_was_accepted_is_on_the_topic(
+    gateway_settings, engine, acme_key, embedded_stack
+):
+    """Two hundred requests at once from one key: the ones over its rate get 429 and send nothing, none
+    gets a 5xx, and each accepted event is on the topic once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    throttled = gateway_settings.model_copy(update={"api_rate_per_second": 20.0, "api_rate_burst": 10})
+    app = create_app(throttled, KeyVerifier(engine, 60), embedded_stack.kafka_bootstrap)
+    with TestClient(app) as client, ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(
+            lambda turn: client.post("/v1/events", json=event(turn, conversation_id="flood"),
+                                     headers=bearer(acme_key)), range(200)))
+    codes = [answer.status_code for answer in answers]
+    assert set(codes) == {202, 429} and codes.count(202) >= 10
+    assert all(answer.headers["Retry-After"] for answer in answers if answer.status_code == 429)
+    placed = [answer.json()["results"][0] for answer in answers if answer.status_code == 202]
+    records = asyncio.run(read_back(embedded_stack.kafka_bootstrap, gateway_settings.chat_events_topic, placed))
+    turns = [value["turn_index"] for _, value in records]
+    assert sorted(turns) == sorted(turn for turn, code in enumerate(codes) if code == 202)
