@@ -161,8 +161,8 @@ def keys_revoke(
 
 @models_app.command("list")
 def models_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Every model version with its status and headline metrics."""
-    from rich.table import Table
+    """Every model version with its scope, status and headline metrics."""
+    from rich.table import Column, Table
 
     from tacit.core.registry import list_versions
 
@@ -170,7 +170,8 @@ def models_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
     if as_json:
         echo_json(versions_json(versions))
         return
-    table = Table("version", "tenant", "status", "created", "promoted", "holdout qwk", "holdout ece", "pairwise")
+    status = Column("status", no_wrap=True)  # the column that matters most, whole in a narrow terminal
+    table = Table("version", "tenant", status, "created", "promoted", "holdout qwk", "holdout ece", "pairwise")
     for version in versions:
         metrics = version.metrics
         pairwise = ", ".join(f"{k[9:]} {v:.3f}" for k, v in metrics.items() if k.startswith("pairwise_"))

@@ -152,7 +152,8 @@ def _run(
     start_from = champion_dir if incremental else settings.resolved_base_model()
     params = {
         **asdict(config), "base_model": str(start_from), "use_ray": use_ray, "workers": workers,
-        "incremental": incremental, "resumed_from": resume, "tenant": tenant, "feedback_fusion": settings.feedback_fusion,
+        "incremental": incremental, "resumed_from": resume, "tenant": tenant,
+        "feedback_fusion": settings.feedback_fusion,
         "selection": json.loads(json.dumps(asdict(selection), default=str)),
     }
     started = time.monotonic()
