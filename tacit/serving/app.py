@@ -163,10 +163,13 @@ async def healthz() -> dict[str, str]:
 @probes.get("/readyz")
 async def readyz(state: Served) -> JSONResponse:
     """Ready while every background task (batcher, follower) runs: a load balancer stops sending
-    requests to a replica whose batcher died, instead of letting them hang."""
+    requests to a replica whose batcher died, instead of letting them hang. A follower must also have read
+    the registry once, or a tenant with a champion of its own would be scored by the global one."""
     stopped = [task.get_name() for task in state.tasks if task.done()]
     if stopped:
         return JSONResponse({"status": "not ready", "stopped": stopped}, status_code=503)
+    if state.following_champion and not state.slots.followed:
+        return JSONResponse({"status": "not ready", "loading": "the tenants' champions"}, status_code=503)
     return JSONResponse({"status": "ready", "model_version": state.slots.default.current.version})
 
 

@@ -84,6 +84,7 @@ class ModelSlots:
 
     default: ModelSlot
     tenants: dict[str, ModelSlot] = field(default_factory=dict)
+    followed: bool = False  # the registry was read once: the tenants' own champions are loaded
 
     def slot(self, tenant: str | None) -> ModelSlot:
         """What ``tenant``'s requests get: its own slot while that holds a model, else the global one."""
@@ -153,6 +154,7 @@ class ChampionFollower:
         self._forget_tenants_without_champion({row.tenant for row in rows})
         for row in rows:
             await self._swap(loader, row)
+        self.slots.followed = True
 
     def _forget_tenants_without_champion(self, scopes: set[str | None]) -> None:
         """A tenant whose champion lost that status with no successor (changed by hand in the registry) is

@@ -74,6 +74,8 @@ def test_each_tenant_is_served_its_own_champion_else_the_global_one(
                                           "precision": "float32"})  # promotions heard through LISTEN
 
     with start_in_background(serving) as server:
+        wait_until(lambda: httpx.get(f"{server.url}/readyz").status_code == 200, "the service ready",
+                   timeout=WAIT_S, interval=0.1)
         acme, globex = Caller(server.url, engine, PRAISES_LONG), Caller(server.url, engine, PRAISES_SHORT)
         assert acme.model()["tenant"] is None  # no model of its own yet: the global one
         own = run_training(settings, use_ray=False, steps=30, tenant=PRAISES_LONG)  # promoted while serving

@@ -98,7 +98,9 @@ def test_follows_each_tenants_champion_into_its_own_slot(good: Path, tmp_path: P
             await ChampionFollower(settings, slots, ServiceMetrics()).follow(loader)
 
     champions((2, None), (3, "acme"))
+    assert not slots.followed
     asyncio.run(follow())
+    assert slots.followed
     assert (slots.slot("acme").current.version, slots.slot("acme").current.tenant) == (3, "acme")
     assert (slots.slot("globex").current.version, slots.slot(None).current.version) == (2, 2)
 
