@@ -161,8 +161,8 @@ def keys_revoke(
 
 @models_app.command("list")
 def models_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Every model version with its status and headline metrics."""
-    from rich.table import Table
+    """Every model version with its scope, status and headline metrics."""
+    from rich.table import Column, Table
 
     from tacit.core.registry import list_versions
 
@@ -170,19 +170,29 @@ def models_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
     if as_json:
         echo_json(versions_json(versions))
         return
-    table = Table("version", "status", "created", "promoted", "holdout qwk", "holdout ece", "pairwise")
+    status = Column("status", no_wrap=True)  # the column that matters most, whole in a narrow terminal
+    table = Table("version", "tenant", status, "created", "promoted", "holdout qwk", "holdout ece", "pairwise")
     for version in versions:
         metrics = version.metrics
         pairwise = ", ".join(f"{k[9:]} {v:.3f}" for k, v in metrics.items() if k.startswith("pairwise_"))
-        table.add_row(str(version.id), version.status, f"{version.created_at:%Y-%m-%d %H:%M}",
+        table.add_row(str(version.id), scope(version.tenant), version.status, f"{version.created_at:%Y-%m-%d %H:%M}",
                       f"{version.promoted_at:%Y-%m-%d %H:%M}" if version.promoted_at else "",
                       number(metrics.get("holdout_qwk")), number(metrics.get("holdout_ece")), pairwise)
     Console().print(table)
 
 
+def scope(tenant: str | None) -> str:
+    """How a version's scope is shown: its tenant, or "(global)" for the model every tenant falls back to."""
+    return "(global)" if tenant is None else tenant
+
+
+def _of_tenant(tenant: str | None) -> str:
+    return "" if tenant is None else f" of tenant {tenant}"
+
+
 def versions_json(versions: Iterable[ModelVersion]) -> list[dict[str, Any]]:
     """The versions as `models list --json` prints them: status, artifact, ISO times and every metric."""
-    return [{"version": version.id, "status": version.status, "base_model": version.base_model,
+    return [{"version": version.id, "tenant": version.tenant, "status": version.status, "base_model": version.base_model,
              "artifact_uri": version.artifact_uri, "training_run_id": version.training_run_id,
              "created_at": _time(version.created_at), "promoted_at": _time(version.promoted_at),
              "metrics": version.metrics} for version in versions]
@@ -200,25 +210,27 @@ def models_promote(
     version: Annotated[int, typer.Argument(help="Version to make the champion.")],
     reason: Annotated[str, typer.Option(help="Why, for the audit trail.")] = "promoted by hand",
 ) -> None:
-    """Make a version the champion (the previous one is retired) and announce it."""
+    """Make a version the champion of its scope (its tenant's, or the global one; the previous champion
+    there is retired) and announce it."""
     from tacit.core import registry
 
     wired = wiring(ctx)
-    registry.promote(wired.engine(), version, reason=reason, settings=wired.settings())
-    console.print(f"version {version} is the champion")
+    event = registry.promote(wired.engine(), version, reason=reason, settings=wired.settings())
+    console.print(f"version {version} is the champion{_of_tenant(event['tenant'])}")
 
 
 @models_app.command("rollback")
 def models_rollback(
     ctx: typer.Context,
     reason: Annotated[str, typer.Option(help="Why, for the audit trail.")] = "rolled back by hand",
+    tenant: Annotated[str | None, typer.Option(help="Roll back this tenant's own champion (default: the global one).")] = None,
 ) -> None:
-    """Reject the champion and bring back the previous one, announced like a promotion."""
+    """Reject the champion of a scope and bring back its previous one, announced like a promotion."""
     from tacit.core import registry
 
     wired = wiring(ctx)
-    event = registry.rollback(wired.engine(), reason=reason, settings=wired.settings())
-    console.print(f"version {event['version']} is the champion again")
+    event = registry.rollback(wired.engine(), reason=reason, settings=wired.settings(), tenant=tenant)
+    console.print(f"version {event['version']} is the champion{_of_tenant(tenant)} again")
 
 
 def print_version(engine: Engine, version_id: int, *, details: bool = False) -> None:
@@ -229,7 +241,7 @@ def print_version(engine: Engine, version_id: int, *, details: bool = False) -> 
     if version is None:
         raise RegistryError(f"There is no model version {version_id}; `tacit models list` shows them.")
     out = Console()
-    out.print(f"[bold]version {version.id}[/bold]: {version.status}, {version.artifact_uri}")
+    out.print(f"[bold]version {version.id}[/bold] ({scope(version.tenant)}): {version.status}, {version.artifact_uri}")
     for name, value in version.metrics.items():
         if isinstance(value, (int, float)):
             out.print(f"  {name:32s} {value:.4f}" if isinstance(value, float) else f"  {name:32s} {value}")

@@ -41,6 +41,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from tacit.core.errors import TacitError
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+# SQLite numbers rows by itself only for an INTEGER primary key; its registries (tests, one machine) need it.
+SerialKey = BigInteger().with_variant(Integer(), "sqlite")
 
 # Postgres NOTIFY channel on which a promotion is announced; the scoring service LISTENs on it.
 MODEL_EVENTS_CHANNEL = "tacit_model_events"
@@ -238,16 +240,19 @@ class TrainingRun(Base):
 class ModelVersion(Base):
     __tablename__ = "model_versions"
     __table_args__ = (
+        # One champion per scope (a tenant, or everyone when NULL); SQLite, where tests keep registries, too.
         Index(
             "uq_model_versions_one_champion",
-            "status",
+            func.coalesce(text("tenant"), ""),
             unique=True,
             postgresql_where=text("status = 'champion'"),
+            sqlite_where=text("status = 'champion'"),
         ),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # the version number users see
+    id: Mapped[int] = mapped_column(SerialKey, primary_key=True)  # the version number users see
     training_run_id: Mapped[int | None] = mapped_column(ForeignKey("training_runs.id"))
+    tenant: Mapped[str | None] = mapped_column(String(128))  # None: the global model, for every tenant
     base_model: Mapped[str] = mapped_column(Text)
     artifact_uri: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default=ModelStatus.CANDIDATE.value)
@@ -262,7 +267,7 @@ class ModelDecision(Base):
     __tablename__ = "model_decisions"
     __table_args__ = (Index("ix_model_decisions_version", "version_id"),)
 
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(SerialKey, primary_key=True)
     version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
     action: Mapped[str] = mapped_column(String(16))
     reasons: Mapped[list[str]] = mapped_column(JSONType, default=list)

@@ -1,8 +1,9 @@
 """Training runs and model versions in Postgres: what was trained, how it went, which version serves.
 
 A version is an artifact directory plus its metrics; its ``status`` says whether the scoring service
-should load it (``champion``, at most one, enforced by a unique index). Every status change is a decision
-row with its reasons. A promotion (or rollback) announces itself twice: ``NOTIFY`` on
+should load it (``champion``). A version belongs to a scope: one tenant, or (``tenant`` NULL) everyone. Each
+scope has at most one champion, enforced by a unique index, and promotions and rollbacks act within the
+version's scope only. Every status change is a decision row with its reasons. A promotion (or rollback) announces itself twice: ``NOTIFY`` on
 :data:`tacit.core.db.MODEL_EVENTS_CHANNEL` in the same transaction, so listeners hear of it exactly when it
 is committed (the authoritative signal), and the same JSON on the Kafka topic ``model-events`` right after
 the commit, for consumers that cannot LISTEN on Postgres (other services, audit pipelines).
@@ -27,6 +28,7 @@ from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from tacit.core.db import (
     MODEL_EVENTS_CHANNEL,
@@ -149,12 +151,14 @@ def _training_lease(engine: Engine) -> Iterator[None]:
 
 
 def register_version(
-    engine: Engine, *, run_id: int, base_model: str, artifact_uri: str, metrics: dict[str, Any]
+    engine: Engine, *, run_id: int, base_model: str, artifact_uri: str, metrics: dict[str, Any],
+    tenant: str | None = None,
 ) -> int:
-    """A new ``candidate``; the promotion gate then promotes or rejects it."""
+    """A new ``candidate`` of ``tenant``'s scope (None: the global one); the promotion gate then promotes or
+    rejects it."""
     with Session(engine) as session, session.begin():
         version = ModelVersion(
-            training_run_id=run_id, base_model=base_model, artifact_uri=artifact_uri,
+            training_run_id=run_id, tenant=tenant, base_model=base_model, artifact_uri=artifact_uri,
             status=ModelStatus.CANDIDATE.value, metrics=metrics,
         )
         session.add(version)
@@ -162,10 +166,26 @@ def register_version(
         return version.id
 
 
-def champion(engine: Engine) -> ModelVersion | None:
-    """The version the scoring service should serve, if any was promoted."""
+def champion(engine: Engine, tenant: str | None = None) -> ModelVersion | None:
+    """The champion of ``tenant``'s own scope (None: the global one), if one was promoted there. A tenant
+    without one is served the global champion; that fallback is the caller's, not hidden here."""
     with Session(engine) as session:
-        return session.scalar(select(ModelVersion).where(ModelVersion.status == ModelStatus.CHAMPION.value))
+        return session.scalar(select(ModelVersion).where(_champion_of(tenant)))
+
+
+def champions(engine: Engine) -> list[ModelVersion]:
+    """Every scope's champion in one query: what the scoring service follows."""
+    with Session(engine) as session:
+        statement = select(ModelVersion).where(ModelVersion.status == ModelStatus.CHAMPION.value)
+        return list(session.scalars(statement.order_by(ModelVersion.id)))
+
+
+def _in_scope(tenant: str | None) -> ColumnElement[bool]:
+    return ModelVersion.tenant.is_not_distinct_from(tenant)
+
+
+def _champion_of(tenant: str | None) -> ColumnElement[bool]:
+    return (ModelVersion.status == ModelStatus.CHAMPION.value) & _in_scope(tenant)
 
 
 def get_version(engine: Engine, version_id: int) -> ModelVersion | None:
@@ -189,8 +209,8 @@ def decisions(engine: Engine, version_id: int) -> list[ModelDecision]:
 
 def promote(engine: Engine, version_id: int, *, reason: str | Sequence[str],
             settings: TacitSettings) -> dict[str, Any]:
-    """Make ``version_id`` the champion and retire the previous one, in one transaction, and announce it;
-    returns the promotion event."""
+    """Make ``version_id`` the champion of its scope and retire that scope's previous one (another tenant's
+    champion, or the global one, stays), in one transaction, and announce it; returns the promotion event."""
     with Session(engine) as session, session.begin():
         version = _locked(session, version_id)
         if version.status == ModelStatus.CHAMPION.value:
@@ -208,19 +228,21 @@ def reject(engine: Engine, version_id: int, *, reasons: Sequence[str]) -> None:
         session.add(ModelDecision(version_id=version_id, action="rejected", reasons=list(reasons)))
 
 
-def rollback(engine: Engine, *, reason: str, settings: TacitSettings) -> dict[str, Any]:
-    """Reject the champion and bring back the version that was champion before it, announced like a
-    promotion; returns the event."""
+def rollback(engine: Engine, *, reason: str, settings: TacitSettings, tenant: str | None = None) -> dict[str, Any]:
+    """Reject ``tenant``'s champion (None: the global one) and bring back the version that was champion of
+    that scope before it, announced like a promotion; returns the event."""
     with Session(engine) as session, session.begin():
         previous = session.scalar(
             select(ModelVersion)
-            .where(ModelVersion.status == ModelStatus.RETIRED.value, ModelVersion.promoted_at.is_not(None))
+            .where(ModelVersion.status == ModelStatus.RETIRED.value, ModelVersion.promoted_at.is_not(None),
+                   _in_scope(tenant))
             .order_by(ModelVersion.promoted_at.desc())
             .limit(1)
             .with_for_update()
         )
         if previous is None:
-            raise RegistryError("No earlier champion to roll back to; promote a version with `tacit models promote`.")
+            raise RegistryError(f"No earlier champion {_scope_name(tenant)} to roll back to; promote a version "
+                                "with `tacit models promote`.")
         _set_champion(session, previous, ModelStatus.REJECTED, reason)
         event = _notify(session, previous)
     _publish(settings, event)
@@ -238,9 +260,7 @@ def _set_champion(
     session: Session, version: ModelVersion, previous_becomes: ModelStatus, reason: str | Sequence[str]
 ) -> None:
     reasons = [reason] if isinstance(reason, str) else list(reason)
-    current = session.scalar(
-        select(ModelVersion).where(ModelVersion.status == ModelStatus.CHAMPION.value).with_for_update()
-    )
+    current = session.scalar(select(ModelVersion).where(_champion_of(version.tenant)).with_for_update())
     if current is not None:
         current.status = previous_becomes.value
         session.add(ModelDecision(version_id=current.id, action=previous_becomes.value,
@@ -251,10 +271,16 @@ def _set_champion(
     session.add(ModelDecision(version_id=version.id, action="promoted", reasons=reasons))
 
 
+def _scope_name(tenant: str | None) -> str:
+    return "of the global model" if tenant is None else f"of tenant {tenant!r}"
+
+
 def _notify(session: Session, version: ModelVersion) -> dict[str, Any]:
-    event = {"event": "promoted", "version": version.id, "artifact_uri": version.artifact_uri}
-    session.execute(text("SELECT pg_notify(:channel, :payload)"),
-                    {"channel": MODEL_EVENTS_CHANNEL, "payload": json.dumps(event)})
+    event = {"event": "promoted", "version": version.id, "artifact_uri": version.artifact_uri,
+             "tenant": version.tenant}
+    if session.get_bind().dialect.name == "postgresql":  # a SQLite registry has no NOTIFY: it is polled
+        session.execute(text("SELECT pg_notify(:channel, :payload)"),
+                        {"channel": MODEL_EVENTS_CHANNEL, "payload": json.dumps(event)})
     return event
 
 

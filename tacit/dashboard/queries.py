@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, case, func, literal, select
+from sqlalchemy import ColumnElement, Row, and_, case, func, literal, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 
@@ -149,19 +149,29 @@ def dissatisfied_followups(conn: Connection, tenant: str, *, before: int | None 
     return list(conn.execute(query))
 
 
-def model_versions(conn: Connection) -> list[Row]:
-    """Every model version with its training run's status, newest first (shared by all tenants)."""
-    query = (select(ModelVersion.id, ModelVersion.status, ModelVersion.base_model, ModelVersion.metrics,
-                    ModelVersion.created_at, ModelVersion.promoted_at, TrainingRun.status.label("run_status"),
-                    TrainingRun.num_examples)
+def _models_of(tenant: str) -> ColumnElement[bool]:
+    """The global model's versions, which every tenant may be served, and the tenant's own; another
+    tenant's models are that tenant's business."""
+    return ModelVersion.tenant.is_(None) | (ModelVersion.tenant == tenant)
+
+
+def model_versions(conn: Connection, tenant: str) -> list[Row]:
+    """The versions ``tenant`` may see, with their training run's status, newest first."""
+    query = (select(ModelVersion.id, ModelVersion.tenant, ModelVersion.status, ModelVersion.base_model,
+                    ModelVersion.metrics, ModelVersion.created_at, ModelVersion.promoted_at,
+                    TrainingRun.status.label("run_status"), TrainingRun.num_examples)
              .outerjoin(TrainingRun, TrainingRun.id == ModelVersion.training_run_id)
+             .where(_models_of(tenant))
              .order_by(ModelVersion.id.desc()))
     return list(conn.execute(query))
 
 
-def model_decisions(conn: Connection, limit: int = 50) -> list[Row]:
-    """The newest status changes of model versions, with their reasons: the champion's history."""
+def model_decisions(conn: Connection, tenant: str, limit: int = 50) -> list[Row]:
+    """The newest status changes of the versions ``tenant`` may see, with their reasons: the champions'
+    history."""
     query = (select(ModelDecision.version_id, ModelDecision.action, ModelDecision.reasons, ModelDecision.created_at)
+             .join(ModelVersion, ModelVersion.id == ModelDecision.version_id)
+             .where(_models_of(tenant))
              .order_by(ModelDecision.id.desc()).limit(limit))
     return list(conn.execute(query))
 

@@ -188,9 +188,9 @@ TABLE_METRICS = ("accuracy", "mae", "qwk", "ece", "roc_auc")
 def models_page(request: Request, tenant: Tenant) -> HTMLResponse:
     """Every version's metrics, the champion's history, reliability plots, and the training runs."""
     with request.app.state.engine.connect() as conn:
-        versions = queries.model_versions(conn)
+        versions = queries.model_versions(conn, tenant)
         return render(request, "models.html", tenant, conn, versions=versions, columns=_columns(versions),
-                      decisions=queries.model_decisions(conn), runs=queries.training_runs(conn),
+                      decisions=queries.model_decisions(conn, tenant), runs=queries.training_runs(conn),
                       figure=charts.reliability(versions[:5]))
 
 

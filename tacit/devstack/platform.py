@@ -98,6 +98,8 @@ def _terminate(children: dict[str, subprocess.Popen]) -> None:
 
 
 def _has_champion(engine) -> bool:
+    """A global champion: the service starts with it (a tenant's own champion alone is not enough)."""
     with engine.connect() as conn:
-        query = select(ModelVersion.id).where(ModelVersion.status == ModelStatus.CHAMPION.value).limit(1)
+        query = select(ModelVersion.id).where(ModelVersion.status == ModelStatus.CHAMPION.value,
+                                              ModelVersion.tenant.is_(None)).limit(1)
         return conn.execute(query).first() is not None

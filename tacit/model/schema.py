@@ -125,6 +125,7 @@ class Rejection(BaseModel):
 
 class ModelInfo(BaseModel):
     model_version: int | None
+    tenant: str | None  # whose own champion this is; None: the global model, served to every other tenant
     following_champion: bool  # False when pinned to a version or checkpoint
     last_rejected: Rejection | None
     checkpoint: str

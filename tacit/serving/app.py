@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials
 
-from tacit.core.api_auth import authenticate, rate_limiter
+from tacit.core.api_auth import api_key_header, authenticate, bearer, rate_limiter
 from tacit.core.api_limits import BodyLimit
 from tacit.core.apikeys import KeyVerifier
 from tacit.core.settings import TacitSettings
@@ -38,7 +40,7 @@ from tacit.model.scoring import Scores
 from tacit.serving.batcher import BatchLimits, MicroBatcher
 from tacit.serving.metrics import ServiceMetrics
 from tacit.serving.model import Encoded, ResponseTooLongError, ServedModel
-from tacit.serving.swap import ChampionFollower, ModelSlot
+from tacit.serving.swap import ChampionFollower, ModelSlot, ModelSlots
 
 MAX_REPORTED_ERRORS = 20
 TRUNCATED_HEADER = "X-Tacit-Truncated"  # /get_reward's body is fixed by its clients; this says which were cut
@@ -54,9 +56,9 @@ def batch_limits(settings: TacitSettings) -> BatchLimits:
 
 @dataclass
 class Service:
-    """What the routes share, kept on ``app.state.service``: the model slot, the metrics, the threads."""
+    """What the routes share, kept on ``app.state.service``: the model slots, the metrics, the threads."""
 
-    slot: ModelSlot
+    slots: ModelSlots
     metrics: ServiceMetrics
     following_champion: bool
     batcher: MicroBatcher | None = None
@@ -74,8 +76,13 @@ class Service:
         scores = await self.batcher.score(served, [item.features for item in encoded])
         return scores, truncated
 
-    async def score_items(self, items: Sequence) -> tuple[ServedModel, Scores, list[Truncation]]:
-        served = self.slot.current  # one model for the whole request, even if a swap happens meanwhile
+    def model(self, tenant: str | None) -> ServedModel:
+        """The model of ``tenant``'s champion, else the global one; taken once per request, so a request is
+        scored by one model even if a swap happens meanwhile."""
+        return self.slots.slot(tenant).current
+
+    async def score_items(self, items: Sequence, tenant: str | None) -> tuple[ServedModel, Scores, list[Truncation]]:
+        served = self.model(tenant)
         try:
             encoded = await self.encode(served.encode, items)
         except ResponseTooLongError as error:
@@ -90,14 +97,31 @@ async def service(request: Request) -> Service:
 
 Served = Annotated[Service, Depends(service)]
 
+
+async def caller_tenant(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    header_key: Annotated[str | None, Depends(api_key_header)],
+) -> str | None:
+    """The tenant of the request's API key, whose champion scores it; None when the service runs without
+    keys (every request gets the global champion). FastAPI caches it per request: the router's check and the
+    route's parameter are one lookup, counted once by the rate limiter. The check runs on a worker thread,
+    because a key missing from the cache is looked up in the database."""
+    if request.app.state.api_keys is None:
+        return None
+    return await run_in_threadpool(authenticate, request, credentials, header_key)
+
+
+Caller = Annotated[str | None, Depends(caller_tenant)]
+
 scoring = APIRouter()
 probes = APIRouter()
 
 
 @scoring.post("/v1/score")
-async def score(request: ScoreRequest, state: Served) -> ScoreResponse:
+async def score(request: ScoreRequest, state: Served, tenant: Caller) -> ScoreResponse:
     with state.metrics.request_seconds.labels("/v1/score").time():
-        served, scores, truncated = await state.score_items(request.items)
+        served, scores, truncated = await state.score_items(request.items, tenant)
         return ScoreResponse(
             rewards=scores.rewards,
             level_probabilities=scores.level_probabilities,
@@ -108,10 +132,10 @@ async def score(request: ScoreRequest, state: Served) -> ScoreResponse:
 
 
 @scoring.post("/v1/compare")
-async def compare(request: CompareRequest, state: Served) -> CompareResponse:
+async def compare(request: CompareRequest, state: Served, tenant: Caller) -> CompareResponse:
     with state.metrics.request_seconds.labels("/v1/compare").time():
         items = [item for pair in request.pairs for item in (pair.a, pair.b)]
-        served, scores, truncated = await state.score_items(items)
+        served, scores, truncated = await state.score_items(items, tenant)
         rows = scores.level_probabilities
         comparisons = [
             comparison(scores.rewards[i], scores.rewards[i + 1], rows[i], rows[i + 1])
@@ -121,9 +145,9 @@ async def compare(request: CompareRequest, state: Served) -> CompareResponse:
 
 
 @scoring.post("/get_reward")
-async def get_reward(request: RewardRequest, state: Served) -> JSONResponse:
+async def get_reward(request: RewardRequest, state: Served, tenant: Caller) -> JSONResponse:
     with state.metrics.request_seconds.labels("/get_reward").time():
-        served = state.slot.current
+        served = state.model(tenant)
         encoded = await state.encode(served.encode_texts, request.query)
         scores, truncated = await state.score_encoded(served, encoded)
         headers = {TRUNCATED_HEADER: ",".join(str(t.index) for t in truncated)} if truncated else None
@@ -139,11 +163,14 @@ async def healthz() -> dict[str, str]:
 @probes.get("/readyz")
 async def readyz(state: Served) -> JSONResponse:
     """Ready while every background task (batcher, follower) runs: a load balancer stops sending
-    requests to a replica whose batcher died, instead of letting them hang."""
+    requests to a replica whose batcher died, instead of letting them hang. A follower must also have read
+    the registry once, or a tenant with a champion of its own would be scored by the global one."""
     stopped = [task.get_name() for task in state.tasks if task.done()]
     if stopped:
         return JSONResponse({"status": "not ready", "stopped": stopped}, status_code=503)
-    return JSONResponse({"status": "ready", "model_version": state.slot.current.version})
+    if state.following_champion and not state.slots.followed:
+        return JSONResponse({"status": "not ready", "loading": "the tenants' champions"}, status_code=503)
+    return JSONResponse({"status": "ready", "model_version": state.slots.default.current.version})
 
 
 @probes.get("/metrics")
@@ -153,12 +180,14 @@ async def prometheus(state: Served) -> Response:
 
 
 @scoring.get("/v1/model")
-async def model_info(state: Served) -> ModelInfo:
-    served = state.slot.current
+async def model_info(state: Served, tenant: Caller) -> ModelInfo:
+    """The model the caller's requests get now: its tenant's champion, or the global one (``tenant`` null)."""
+    served = state.model(tenant)
     return ModelInfo(
         model_version=served.version,
+        tenant=served.tenant,
         following_champion=state.following_champion,
-        last_rejected=state.slot.last_rejected,
+        last_rejected=state.slots.last_rejected(tenant),
         checkpoint=served.scorer.checkpoint.name,  # the name, not where it lies on the server's disk
         layout=served.scorer.spec.layout,
         levels=list(served.scorer.spec.levels),
@@ -170,12 +199,13 @@ async def model_info(state: Served) -> ModelInfo:
 def create_app(
     model: ServedModel,
     settings: TacitSettings,
-    follower: Callable[[ModelSlot, ServiceMetrics], ChampionFollower] | None = None,
+    follower: Callable[[ModelSlots, ServiceMetrics], ChampionFollower] | None = None,
     keys: KeyVerifier | None = None,
 ) -> FastAPI:
-    """Serves ``model``; with a ``follower`` factory, also each champion promoted later (hot swap). With
-    ``keys``, scoring needs a valid API key; health, readiness and metrics never do (probes carry none)."""
-    state = Service(ModelSlot(model), ServiceMetrics(), following_champion=follower is not None)
+    """Serves ``model``; with a ``follower`` factory, also each champion promoted later, the tenants' own
+    included (hot swap). With ``keys``, scoring needs a valid API key, and its tenant picks the model; health,
+    readiness and metrics never do (probes carry none)."""
+    state = Service(ModelSlots(ModelSlot(model)), ServiceMetrics(), following_champion=follower is not None)
     state.metrics.model_version.set(-1 if model.version is None else model.version)
 
     @asynccontextmanager
@@ -189,7 +219,7 @@ def create_app(
             state.batcher = MicroBatcher(batch_limits(settings), executor, state.metrics.observe_batch)
             state.tasks = [asyncio.create_task(state.batcher.run(), name="tacit-batcher")]
             if follower is not None:
-                state.tasks.append(asyncio.create_task(follower(state.slot, state.metrics).run(),
+                state.tasks.append(asyncio.create_task(follower(state.slots, state.metrics).run(),
                                                        name="tacit-follower"))
             try:
                 yield
@@ -205,7 +235,7 @@ def create_app(
     app.state.api_keys = keys
     app.state.rate_limiter = rate_limiter(settings.api_rate_per_second, settings.api_rate_burst,
                                           state.metrics.registry)
-    app.include_router(scoring, dependencies=[Depends(authenticate)] if keys is not None else [])
+    app.include_router(scoring, dependencies=[Depends(caller_tenant)])
     app.include_router(probes)
     return app
 

@@ -59,6 +59,7 @@ class ServedModel:
     scorer: RewardScorer
     version: int | None  # None for a checkpoint that is not in the registry
     metrics: dict[str, Any] = field(default_factory=dict)
+    tenant: str | None = None  # the tenant whose champion it is; None for the global model
 
     @property
     def max_length(self) -> int:

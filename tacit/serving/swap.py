@@ -1,6 +1,8 @@
-"""Hot swap: follow promotions in the registry and swap the new champion in without dropping a request.
+"""Hot swap: follow promotions in the registry and swap each new champion in without dropping a request.
 
-The trainer promotes by making one version ``champion`` and sending ``NOTIFY tacit_model_events``. The
+The trainer promotes by making one version ``champion`` of its scope (the global model, or one tenant's) and
+sending ``NOTIFY tacit_model_events``. Every scope's champion is followed, each into a slot of its own: a
+request is scored by its tenant's champion where the tenant has one, else by the global champion. The
 service LISTENs on that channel, and also reads the registry every ``serve_poll_s`` seconds, because a
 notification sent while the listening connection was down is lost for good. Either way the registry row is
 the truth and the notification only a hint to look now.
@@ -18,7 +20,7 @@ import asyncio
 import logging
 import math
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 
@@ -26,7 +28,7 @@ from tacit.core.artifacts import local_copy
 from tacit.core.db import MODEL_EVENTS_CHANNEL, ModelVersion, make_engine
 from tacit.core.endpoints import endpoint
 from tacit.core.errors import TacitError
-from tacit.core.registry import champion
+from tacit.core.registry import champions
 from tacit.core.settings import TacitSettings
 from tacit.model.schema import Rejection
 from tacit.model.scoring import canary_rewards
@@ -61,23 +63,48 @@ def check_canary(model: ServedModel) -> None:
 
 def load_checked(settings: TacitSettings, row: ModelVersion) -> ServedModel:
     model = ServedModel(load_scorer(local_copy(row.artifact_uri, settings), settings), row.id,
-                        dict(row.metrics or {}))
+                        dict(row.metrics or {}), row.tenant)
     check_canary(model)
     return model
 
 
 @dataclass
 class ModelSlot:
-    """The model that new requests get: replaced whole, by one assignment on the event loop."""
+    """The model that new requests of one scope get: replaced whole, by one assignment on the event loop.
+    Empty for a tenant whose first champion was rejected (its requests get the global model)."""
 
-    current: ServedModel
+    current: ServedModel | None
     last_rejected: Rejection | None = None
 
 
+@dataclass
+class ModelSlots:
+    """The global champion's slot and one per tenant with a champion of its own: each such tenant costs the
+    memory of one more model."""
+
+    default: ModelSlot
+    tenants: dict[str, ModelSlot] = field(default_factory=dict)
+    followed: bool = False  # the registry was read once: the tenants' own champions are loaded
+
+    def slot(self, tenant: str | None) -> ModelSlot:
+        """What ``tenant``'s requests get: its own slot while that holds a model, else the global one."""
+        own = self.tenants.get(tenant) if tenant is not None else None
+        return own if own is not None and own.current is not None else self.default
+
+    def last_rejected(self, tenant: str | None) -> Rejection | None:
+        """The last version of ``tenant``'s own scope that was refused, where it has one, else the global's."""
+        own = self.tenants.get(tenant) if tenant is not None else None
+        return (own or self.default).last_rejected
+
+    def of(self, row: ModelVersion) -> ModelSlot:
+        """The slot ``row``'s scope is served from, made empty for a tenant's first champion."""
+        return self.default if row.tenant is None else self.tenants.setdefault(row.tenant, ModelSlot(None))
+
+
 class ChampionFollower:
-    def __init__(self, settings: TacitSettings, slot: ModelSlot, metrics: ServiceMetrics) -> None:
+    def __init__(self, settings: TacitSettings, slots: ModelSlots, metrics: ServiceMetrics) -> None:
         self.settings = settings
-        self.slot = slot
+        self.slots = slots
         self._metrics = metrics
         self._engine = make_engine(endpoint(settings, "postgres"))
         self._rejected: set[int] = set()
@@ -117,27 +144,48 @@ class ChampionFollower:
                     pass
 
     async def follow(self, loader: ThreadPoolExecutor) -> None:
-        """Swap to the registry's champion if it is new; a registry that cannot be read changes nothing."""
+        """Swap in every scope's champion that is new, in one read of the registry; a registry that cannot
+        be read changes nothing."""
         try:
-            row = await asyncio.to_thread(champion, self._engine)
+            rows = await asyncio.to_thread(champions, self._engine)
         except Exception as error:  # noqa: BLE001 - serving goes on; the next look may succeed
             logger.warning("Cannot read the model registry: %s", error)
             return
-        if row is None or row.id == self.slot.current.version or row.id in self._rejected:
+        self._forget_tenants_without_champion({row.tenant for row in rows})
+        for row in rows:
+            await self._swap(loader, row)
+        self.slots.followed = True
+
+    def _forget_tenants_without_champion(self, scopes: set[str | None]) -> None:
+        """A tenant whose champion lost that status with no successor (changed by hand in the registry) is
+        served the global model again, and its own is freed."""
+        for tenant in set(self.slots.tenants) - scopes:
+            del self.slots.tenants[tenant]
+            logger.info("Tenant %s has no champion of its own any more; it is served the global model.", tenant)
+
+    async def _swap(self, loader: ThreadPoolExecutor, row: ModelVersion) -> None:
+        slot = self.slots.of(row)
+        if (slot.current is not None and row.id == slot.current.version) or row.id in self._rejected:
             return
         try:
             model = await asyncio.get_running_loop().run_in_executor(loader, load_checked, self.settings, row)
         except Exception as error:  # noqa: BLE001 - whatever breaks in a checkpoint, the champion stays
-            self._reject(row.id, f"{type(error).__name__}: {error}")
+            self._reject(slot, row.id, f"{type(error).__name__}: {error}")
             return
-        self.slot.current = model
+        slot.current = model
         self._metrics.swaps.labels("swapped").inc()
-        self._metrics.model_version.set(row.id)
-        logger.info("Now serving model version %d from %s", row.id, row.artifact_uri)
+        if row.tenant is None:
+            self._metrics.model_version.set(row.id)
+        logger.info("Now serving model version %d (%s) from %s", row.id, scope_name(row.tenant), row.artifact_uri)
 
-    def _reject(self, version: int, reason: str) -> None:
+    def _reject(self, slot: ModelSlot, version: int, reason: str) -> None:
         self._rejected.add(version)
-        self.slot.last_rejected = Rejection(version=version, reason=reason[:1000])
+        slot.last_rejected = Rejection(version=version, reason=reason[:1000])
         self._metrics.swaps.labels("rejected").inc()
-        logger.error("Model version %d was promoted but is not served: %s. Still serving version %s.",
-                     version, reason, self.slot.current.version)
+        serving = slot.current.version if slot.current is not None else "the global model"
+        logger.error("Model version %d was promoted but is not served: %s. Still serving %s.",
+                     version, reason, serving)
+
+
+def scope_name(tenant: str | None) -> str:
+    return "global" if tenant is None else f"tenant {tenant}"

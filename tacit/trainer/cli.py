@@ -26,7 +26,8 @@ def train(
     steps: Annotated[int | None, typer.Option(min=1, help="Optimizer steps (default: TACIT_TRAIN_STEPS).")] = None,
     ray: Annotated[bool, typer.Option("--ray/--local", help="Run as a Ray task, or in this process.")] = True,
     incremental: Annotated[bool, typer.Option(help="Start from the champion's weights, not the base model.")] = False,
-    tenant: Annotated[list[str] | None, typer.Option(help="Only these tenants (repeatable).")] = None,
+    tenant: Annotated[str | None, typer.Option(help="Train this tenant's own model: on its labels only, promoted "
+                                               "for its API keys (default: the global model, every tenant's labels).")] = None,
     labeler: Annotated[list[str] | None, typer.Option(help="Only ratings by these labelers (repeatable).")] = None,
     stage: Annotated[list[str] | None, typer.Option(help="Rating stages to use (repeatable; default refined: raw labels after refusal validation, filtered items left out).")] = None,
     level: Annotated[list[int] | None, typer.Option(min=1, max=5, help="Only these levels (repeatable).")] = None,
@@ -62,7 +63,7 @@ def train(
 
     if ray or workers > 1:
         wired.endpoint("ray")
-    selection = Selection(tenants=tuple(tenant or ()), labelers=tuple(labeler or ()),
+    selection = Selection(labelers=tuple(labeler or ()),
                           stages=tuple(stage) if stage else Selection().stages, levels=tuple(level or ()),
                           since=since, until=until)
     chosen = {name: value for name, value in (("split", split), ("label_scheme", scheme), ("layout", layout),
@@ -72,7 +73,7 @@ def train(
             wired.settings(), use_ray=ray, steps=steps, selection=selection, incremental=incremental, resume=resume,
             gradient_accumulation_steps=accumulate, class_weighting=class_weighting, soft_targets=soft_targets,
             lora_rank=lora_rank, gradient_checkpointing=gradient_checkpointing,
-            save_every=save_every, workers=workers, ray_job_id=ray_job_id, **chosen,
+            save_every=save_every, workers=workers, ray_job_id=ray_job_id, tenant=tenant, **chosen,
         )
     except ValueError as exc:  # an unknown choice, named with the valid ones
         raise typer.BadParameter(str(exc)) from None

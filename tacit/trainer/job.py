@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from tacit.core.artifacts import local_copy, publish
-from tacit.core.db import FeedbackRow, RunStatus, make_engine
+from tacit.core.db import FeedbackRow, ModelVersion, RunStatus, make_engine
 from tacit.core.endpoints import endpoint, ray_connection
 from tacit.core.errors import TacitError
 from tacit.core.examples import (
@@ -105,10 +105,14 @@ def run_training(
     resume: int | None = None,
     workers: int = 1,
     ray_job_id: str | None = None,
+    tenant: str | None = None,
     **overrides: Any,
 ) -> int:
     """Train a reward model on the selected labels (default: every raw one), register it and gate it;
     returns the version id.
+
+    ``tenant`` makes it that tenant's model: trained on its labels only, registered in its scope, and
+    gated against its champion, else against the global champion (what its keys are served until then).
 
     ``incremental`` starts from the champion's weights instead of the base model. ``resume`` continues
     the interrupted run of that id from its last saved state (``save_every``). ``workers`` > 1 trains with
@@ -121,8 +125,9 @@ def run_training(
     try:
         with training_lock(engine, lease=settings.pgbouncer_transaction_mode):
             config = train_config(settings, steps, **overrides)
-            return _run(settings, engine, config, selection or Selection(), incremental=incremental, resume=resume,
-                        use_ray=use_ray, workers=workers, ray_job_id=ray_job_id)
+            return _run(settings, engine, config, scoped(selection or Selection(), tenant), tenant,
+                        incremental=incremental, resume=resume, use_ray=use_ray, workers=workers,
+                        ray_job_id=ray_job_id)
     finally:
         engine.dispose()
 
@@ -132,6 +137,7 @@ def _run(
     engine: Engine,
     config: TrainConfig,
     selection: Selection,
+    tenant: str | None,
     *,
     incremental: bool,
     resume: int | None,
@@ -139,14 +145,15 @@ def _run(
     workers: int,
     ray_job_id: str | None,
 ) -> int:
-    current = champion(engine)
+    current = incumbent(engine, tenant)
     champion_dir = local_copy(current.artifact_uri, settings) if current is not None else None
     if incremental and champion_dir is None:
         raise TacitError("No champion to continue from; train from the base model first (without --incremental).")
     start_from = champion_dir if incremental else settings.resolved_base_model()
     params = {
         **asdict(config), "base_model": str(start_from), "use_ray": use_ray, "workers": workers,
-        "incremental": incremental, "resumed_from": resume, "feedback_fusion": settings.feedback_fusion,
+        "incremental": incremental, "resumed_from": resume, "tenant": tenant,
+        "feedback_fusion": settings.feedback_fusion,
         "selection": json.loads(json.dumps(asdict(selection), default=str)),
     }
     started = time.monotonic()
@@ -165,9 +172,9 @@ def _run(
             evaluated = train_and_evaluate(job)
         version_id = register_version(
             engine, run_id=run_id, base_model=str(start_from), artifact_uri=evaluated.uri,
-            metrics=evaluated.candidate,
+            metrics=evaluated.candidate, tenant=tenant,
         )
-        verdict = _gate(settings, engine, version_id, evaluated, current_id=current.id if current else None)
+        verdict = _gate(settings, engine, version_id, evaluated, current)
         provenance = Provenance(version_id, run_id, str(start_from), len(examples),
                                 labeler_versions(engine, selection),
                                 "promoted" if verdict.promote else "rejected", verdict.reasons)
@@ -181,6 +188,23 @@ def _run(
     return version_id
 
 
+def scoped(selection: Selection, tenant: str | None) -> Selection:
+    """``selection`` narrowed to ``tenant``'s labels: a tenant's model learns from its own users only."""
+    if tenant is None:
+        return selection
+    if selection.tenants not in ((), (tenant,)):
+        raise TacitError(f"A model of tenant {tenant!r} trains on that tenant's labels only; leave the other "
+                         f"tenants ({', '.join(selection.tenants)}) out of the selection.")
+    return replace(selection, tenants=(tenant,))
+
+
+def incumbent(engine: Engine, tenant: str | None) -> ModelVersion | None:
+    """The champion a new version of ``tenant``'s scope must not be worse than: the tenant's own, else the
+    global one, which is what the tenant's keys are served until it has its own."""
+    own = champion(engine, tenant) if tenant is not None else None
+    return own or champion(engine)
+
+
 def _feedback_watermark(engine: Engine) -> int:
     """The newest feedback id now: the schedule counts labels that arrived after it."""
     with engine.connect() as connection:
@@ -188,11 +212,12 @@ def _feedback_watermark(engine: Engine) -> int:
 
 
 def _gate(
-    settings: TacitSettings, engine: Engine, version_id: int, evaluated: Evaluated, current_id: int | None
+    settings: TacitSettings, engine: Engine, version_id: int, evaluated: Evaluated, current: ModelVersion | None
 ) -> Verdict:
     verdict = decide(evaluated.candidate, evaluated.champion, settings.gate_tolerance)
-    if current_id is not None:
-        verdict.reasons.insert(0, f"compared with champion version {current_id} on the same data")
+    if current is not None:
+        scope = "the global" if current.tenant is None else f"tenant {current.tenant}'s"
+        verdict.reasons.insert(0, f"compared with {scope} champion, version {current.id}, on the same data")
     if verdict.promote:
         promote(engine, version_id, reason=verdict.reasons, settings=settings)
         logger.info("Version %d promoted: %s", version_id, "; ".join(verdict.reasons))

@@ -13,17 +13,18 @@ CONVERSATIONS = 30
 LEVELS = (1, 2, 4, 5, 3)  # a neutral fifth, which the wildfb scheme drops
 
 
-def message(conversation: str, turn: int, role: Role, content: str, user: str) -> MessageRow:
+def message(conversation: str, turn: int, role: Role, content: str, user: str, *,
+            tenant: str = "acme") -> MessageRow:
     return MessageRow(
-        event_id=f"{conversation}-{turn}", tenant="acme", conversation_id=conversation, turn_index=turn,
+        event_id=f"{conversation}-{turn}", tenant=tenant, conversation_id=conversation, turn_index=turn,
         role=role.value, content=content, user_id=user, metadata_={}, created_at=func.now(),
     )
 
 
 def rating(conversation: str, user: str, response_turn: int, level: int, *, query_turn: int | None = -1,
-           labeler: str = "rules", stage: str = "refined") -> FeedbackRow:
+           labeler: str = "rules", stage: str = "refined", tenant: str = "acme") -> FeedbackRow:
     return FeedbackRow(
-        tenant="acme", conversation_id=conversation, user_id=user,
+        tenant=tenant, conversation_id=conversation, user_id=user,
         query_turn=response_turn - 1 if query_turn == -1 else query_turn, response_turn=response_turn,
         followup_turn=response_turn + 1, level=level, confidence=0.9, reason="", labeler_id=labeler,
         labeler_version="1", stage=stage,

@@ -88,7 +88,7 @@ def test_promotion_keeps_one_champion_records_why_and_announces(
         ("promoted", [f"test {first}"]), ("retired", [f"replaced by version {second}"])]
     notified = [json.loads(n.payload) for n in listening.notifies(timeout=5, stop_after=2)]
     listening.close()
-    expected = [{"event": "promoted", "version": v, "artifact_uri": str(tmp_path / f"v{i}")}
+    expected = [{"event": "promoted", "version": v, "artifact_uri": str(tmp_path / f"v{i}"), "tenant": None}
                 for i, v in enumerate((first, second))]
     assert notified == expected
     assert kafka_events(isolated, str(tmp_path)) == expected

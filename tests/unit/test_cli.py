@@ -93,14 +93,14 @@ def test_keys_list_json_never_shows_a_key_or_its_hash(monkeypatch: pytest.Monkey
 
 
 def test_models_list_json_has_every_metric(monkeypatch: pytest.MonkeyPatch) -> None:
-    version = ModelVersion(id=3, training_run_id=None, base_model="base", artifact_uri="file:///m/3",
+    version = ModelVersion(id=3, training_run_id=None, tenant="acme", base_model="base", artifact_uri="file:///m/3",
                            status="champion", created_at=CREATED, promoted_at=None,
                            metrics={"holdout_qwk": 0.5, "reliability": [{"bin": 1, "ece": 0.1}]})
     monkeypatch.setattr(registry, "list_versions", lambda engine: [version])
     result = CliRunner().invoke(cli.app, ["models", "list", "--json"], obj=OnSqlite())
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == [{
-        "version": 3, "status": "champion", "base_model": "base", "artifact_uri": "file:///m/3",
+        "version": 3, "tenant": "acme", "status": "champion", "base_model": "base", "artifact_uri": "file:///m/3",
         "training_run_id": None, "created_at": "2026-01-02T03:04:00+00:00", "promoted_at": None,
         "metrics": {"holdout_qwk": 0.5, "reliability": [{"bin": 1, "ece": 0.1}]},
     }]

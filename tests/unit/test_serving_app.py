@@ -104,6 +104,7 @@ def test_model_info(client: TestClient, checkpoint: Path) -> None:
 
     assert info == {
         "model_version": 7,
+        "tenant": None,
         "following_champion": False,
         "last_rejected": None,
         "checkpoint": checkpoint.name,

@@ -15,7 +15,7 @@ from tacit.core.settings import TacitSettings
 from tacit.model.scoring import RewardScorer, canary_rewards
 from tacit.serving.metrics import ServiceMetrics
 from tacit.serving.model import ServedModel
-from tacit.serving.swap import CanaryError, ChampionFollower, ModelSlot, check_canary
+from tacit.serving.swap import CanaryError, ChampionFollower, ModelSlot, ModelSlots, check_canary
 from tests.helpers.serving import SETTINGS, TACIT_SPEC, save_tiny_checkpoint
 
 
@@ -30,6 +30,7 @@ def test_follows_a_promotion_and_refuses_an_incompatible_one(good: Path, tmp_pat
     Base.metadata.create_all(engine)
     incompatible = save_tiny_checkpoint(tmp_path / "incompatible", 3, {**TACIT_SPEC, "levels": [1, 2, 3, 4, 5]})
     slot = ModelSlot(ServedModel(RewardScorer.load(good, settings), 1))
+    slots = ModelSlots(slot)
     metrics = ServiceMetrics()
 
     def promote(version: int, checkpoint: Path) -> None:
@@ -40,7 +41,7 @@ def test_follows_a_promotion_and_refuses_an_incompatible_one(good: Path, tmp_pat
 
     async def follow() -> None:
         with ThreadPoolExecutor(1) as loader:
-            await ChampionFollower(settings, slot, metrics).follow(loader)
+            await ChampionFollower(settings, slots, metrics).follow(loader)
 
     promote(2, good)
     asyncio.run(follow())
@@ -76,5 +77,39 @@ def test_behind_pgbouncer_in_transaction_mode_the_follower_polls_instead_of_list
     url = "postgresql+psycopg://tacit@pgbouncer:6432/tacit"
     settings = TacitSettings(data_dir=tmp_path, database_url=url)
     pooled = settings.model_copy(update={"pgbouncer_transaction_mode": True})
-    assert ChampionFollower(settings, ModelSlot(None), None)._listen_url is not None
-    assert ChampionFollower(pooled, ModelSlot(None), None)._listen_url is None
+    assert ChampionFollower(settings, ModelSlots(ModelSlot(None)), None)._listen_url is not None
+    assert ChampionFollower(pooled, ModelSlots(ModelSlot(None)), None)._listen_url is None
+
+
+def test_follows_each_tenants_champion_into_its_own_slot(good: Path, tmp_path: Path) -> None:
+    settings = SETTINGS.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'registry.db'}"})
+    engine = make_engine(settings.database_url)
+    Base.metadata.create_all(engine)
+    slots = ModelSlots(ModelSlot(ServedModel(RewardScorer.load(good, settings), 1)))
+
+    def champions(*scopes: tuple[int, str | None]) -> None:
+        with Session(engine) as session, session.begin():
+            session.query(ModelVersion).delete()
+            session.add_all(ModelVersion(id=version, tenant=tenant, base_model="tiny", artifact_uri=str(good),
+                                         status=ModelStatus.CHAMPION.value, metrics={}) for version, tenant in scopes)
+
+    async def follow() -> None:
+        with ThreadPoolExecutor(1) as loader:
+            await ChampionFollower(settings, slots, ServiceMetrics()).follow(loader)
+
+    champions((2, None), (3, "acme"))
+    assert not slots.followed
+    asyncio.run(follow())
+    assert slots.followed
+    assert (slots.slot("acme").current.version, slots.slot("acme").current.tenant) == (3, "acme")
+    assert (slots.slot("globex").current.version, slots.slot(None).current.version) == (2, 2)
+
+    champions((2, None), (4, "acme"))  # acme's own promotion: the global slot keeps its model object
+    global_model = slots.default.current
+    asyncio.run(follow())
+    assert slots.slot("acme").current.version == 4 and slots.default.current is global_model
+
+    champions((2, None))  # acme's champion demoted by hand, with no successor
+    asyncio.run(follow())
+    assert slots.slot("acme").current.version == 2 and "acme" not in slots.tenants
+    engine.dispose()

@@ -47,12 +47,12 @@ def test_the_job_gets_the_options_given_on_the_command_line(monkeypatch: pytest.
     monkeypatch.setattr(submit, "submit_training", lambda settings, arguments, echo: submitted.append(arguments))
 
     result = CliRunner().invoke(cli.app, [
-        "train", "--local", "--ray-job", "--steps", "5", "--tenant", "a", "--tenant", "b",
+        "train", "--local", "--ray-job", "--steps", "5", "--tenant", "a",
         "--since", "2026-01-02", "--class-weighting",
     ], obj=Offline())
 
     assert result.exit_code == 0, result.output
-    assert submitted == [["--steps", "5", "--local", "--tenant", "a", "--tenant", "b",
+    assert submitted == [["--steps", "5", "--local", "--tenant", "a",
                           "--since", "2026-01-02 00:00:00", "--class-weighting"]]
 
 
