@@ -192,7 +192,7 @@ def test_sigkill_with_conversations_longer_than_the_window_loses_no_label(privat
     for attempt in range(3):
         stored = tenant_count(engine, MessageRow, "long")
         with worker(settings, f"long-{attempt}") as victim:
-            wait_until(lambda: tenant_count(engine, MessageRow, "long") > stored, "a batch stored",
+            wait_until(lambda before=stored: tenant_count(engine, MessageRow, "long") > before, "a batch stored",
                        logs / f"long-{attempt}.log")
             victim.send_signal(signal.SIGKILL)
             victim.wait()
