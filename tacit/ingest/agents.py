@@ -23,7 +23,16 @@ from faust.streams import current_event
 from faust.types import TP
 
 from tacit.core.conversations import ConversationWindow, Outcome, candidates_from_stored, observe
-from tacit.core.domain import PENDING, ChatEvent, FeedbackCandidate, Label, Message, Rated, SignalEvent, Stored
+from tacit.core.domain import (
+    PENDING,
+    ChatEvent,
+    FeedbackCandidate,
+    Label,
+    Message,
+    Rated,
+    SignalEvent,
+    Stored,
+)
 from tacit.core.privacy import Privacy
 from tacit.core.settings import TacitSettings
 from tacit.ingest import tables, topics
@@ -217,7 +226,16 @@ class ChatEventsAgent:
 
     async def load_mining_encoder(self) -> None:
         """Load MiniLM while the worker joins its group: the first batch would otherwise wait seconds."""
-        await asyncio.get_running_loop().run_in_executor(None, lambda: self.miner.encoder)
+        await asyncio.get_running_loop().run_in_executor(None, self._load_mining_encoder)
+
+    def _load_mining_encoder(self) -> None:
+        """With one torch thread: the embeddings run next to the event loop, which needs a core of its own.
+        Torch's default, a thread per core, had the two take turns on the same cores; more cores are used by
+        more workers."""
+        import torch
+
+        torch.set_num_threads(1)
+        _ = self.miner.encoder
 
     async def finalise_idle_conversations(self) -> None:
         """Pending items of quiet conversations become refined; a failure waits for the next tick."""
