@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from tacit.core.domain import ChatEvent, FeedbackCandidate, Message, Role
@@ -53,7 +54,12 @@ class ConversationWindow:
         return cls(messages=messages, user_id=raw.get("user_id"))
 
     def turn(self, index: int) -> Message | None:
-        return next((m for m in self.messages if m.turn_index == index), None)
+        return self._by_turn.get(index)
+
+    @cached_property
+    def _by_turn(self) -> dict[int, Message]:
+        """Built once per window: every event looks up to seven turns in it."""
+        return {m.turn_index: m for m in self.messages}
 
 
 @dataclass(frozen=True)
