@@ -2,13 +2,12 @@
 
 Per event, a stream processor parses the record and updates the conversation table (Faust routes a table
 write to the changelog partition of the event being processed, so this must happen while that event is
-current). Per batch (:class:`tacit.ingest.batches.Batches`), the candidates are labeled and refined, dead
-letters are published, and everything is written to Postgres in one transaction, while the stream reads and
-observes the next batch. Implicit-feedback mining decides waiting neutral
+current). Per batch (``stream.take``), the candidates are labeled and refined, dead letters are published,
+and everything is written to Postgres in one transaction. Implicit-feedback mining decides waiting neutral
 items in the batch loop from PostgreSQL state, never from the table (see ``tacit.refine.mining``): a table write
-there would land in the changelog partition of whatever event happens to be current. The batch stage
-acknowledges a batch's records only once its write succeeded (it retries with backoff), one batch after the
-other, so committed offsets never run ahead of the database.
+there would land in the changelog partition of whatever event happens to be current. ``take`` acknowledges
+a batch's records only when the loop body has finished, and the body only finishes once the write
+succeeded (it retries with backoff), so committed offsets never run ahead of the database.
 """
 
 from __future__ import annotations
@@ -23,20 +22,10 @@ from faust.streams import current_event
 from faust.types import TP
 
 from tacit.core.conversations import ConversationWindow, Outcome, candidates_from_stored, observe
-from tacit.core.domain import (
-    PENDING,
-    ChatEvent,
-    FeedbackCandidate,
-    Label,
-    Message,
-    Rated,
-    SignalEvent,
-    Stored,
-)
+from tacit.core.domain import PENDING, ChatEvent, FeedbackCandidate, Label, Message, Rated, SignalEvent, Stored
 from tacit.core.privacy import Privacy
 from tacit.core.settings import TacitSettings
 from tacit.ingest import tables, topics
-from tacit.ingest.batches import Batches
 from tacit.ingest.events import Rejection, parse_event, storable_reason, with_record_id
 from tacit.ingest.metrics import WorkerMetrics
 from tacit.ingest.sink import DeadLetter, PostgresSink, SinkBatch, backoff_delays
@@ -140,33 +129,14 @@ class ChatEventsAgent:
             self.app.timer(interval=self.miner.idle_seconds / 4)(self.finalise_idle_conversations)
 
     async def process(self, stream) -> None:
-        """Read and observe records into batches while :meth:`store_batches` stores the previous ones.
-
-        The stream does not acknowledge what it reads: the batch stage does, after the batch's write.
-        """
         stream.add_processor(self.observe)
-        stream.enable_acks = False
-        batches: Batches[Observed] = Batches(self.settings.sink_batch_size, self.settings.sink_batch_seconds)
-        stage = asyncio.ensure_future(self.store_batches(stream, batches))
-        stage.add_done_callback(batches.close)
-        try:
-            async for observed in stream:
-                await batches.add(observed, stream.current_event)
-        finally:
-            stage.cancel()
-
-    async def store_batches(self, stream, batches: Batches[Observed]) -> None:
-        """Store each batch, then acknowledge its records: in the order they were read, never before the write."""
-        while True:
-            batch = await batches.next()
+        async for batch in stream.take(self.settings.sink_batch_size, within=self.settings.sink_batch_seconds):
             started = time.perf_counter()
-            labels = await self.flush(batch.values)
-            for event in batch.events:
-                await stream.ack(event)
-            self.record_stored(batch.values, labels, time.perf_counter() - started)
+            labels = await self.flush(batch)
+            self.record_stored(batch, labels, time.perf_counter() - started)
 
     async def flush(self, batch: list[Observed]) -> list[Label]:
-        """Retry until the batch is stored: returning early would acknowledge unsaved records."""
+        """Retry until the batch is stored: returning early would let ``take`` acknowledge unsaved records."""
         delays = backoff_delays()
         while True:
             try:
@@ -226,16 +196,7 @@ class ChatEventsAgent:
 
     async def load_mining_encoder(self) -> None:
         """Load MiniLM while the worker joins its group: the first batch would otherwise wait seconds."""
-        await asyncio.get_running_loop().run_in_executor(None, self._load_mining_encoder)
-
-    def _load_mining_encoder(self) -> None:
-        """With one torch thread: the embeddings run next to the event loop, which needs a core of its own.
-        Torch's default, a thread per core, had the two take turns on the same cores; more cores are used by
-        more workers."""
-        import torch
-
-        torch.set_num_threads(1)
-        _ = self.miner.encoder
+        await asyncio.get_running_loop().run_in_executor(None, lambda: self.miner.encoder)
 
     async def finalise_idle_conversations(self) -> None:
         """Pending items of quiet conversations become refined; a failure waits for the next tick."""
