@@ -10,7 +10,9 @@ whose batch never reached Postgres, and its redelivery must still produce the la
 makes a repeat change nothing). A turn older than everything in a full window is stale: the window cannot
 pair it, but a crash can make a stale turn unpaired in Postgres too (the changelog held later turns whose
 batch was stored, the redelivered early turns' batch was not), so the worker pairs stale turns from the
-stored conversation with :func:`candidates_from_stored`. Otherwise the message is inserted in turn order, and a feedback
+stored conversation with :func:`candidates_from_stored`. So is a duplicate that is the oldest turn of a full
+window: its reply is older than the window, and was redelivered as a stale turn in an earlier batch, where
+this follow-up was not yet there to pair it with. Otherwise the message is inserted in turn order, and a feedback
 candidate is emitted for every (assistant at t, user at t + 1) pair that this message completes: if the
 assistant reply arrives after its follow-up, the pair is emitted when the reply arrives.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from tacit.core.domain import ChatEvent, FeedbackCandidate, Message, Role
@@ -53,7 +56,12 @@ class ConversationWindow:
         return cls(messages=messages, user_id=raw.get("user_id"))
 
     def turn(self, index: int) -> Message | None:
-        return next((m for m in self.messages if m.turn_index == index), None)
+        return self._by_turn.get(index)
+
+    @cached_property
+    def _by_turn(self) -> dict[int, Message]:
+        """Built once per window: every event looks up to seven turns in it."""
+        return {m.turn_index: m for m in self.messages}
 
 
 @dataclass(frozen=True)
@@ -65,10 +73,13 @@ class Observation:
 
 def observe(window: ConversationWindow, event: ChatEvent, capacity: int) -> Observation:
     """Add one event to the window; return the new window and the candidates it completes."""
-    if window.turn(event.turn_index) is not None:
-        return Observation(window, Outcome.DUPLICATE, _candidates(window, event))
+    full = len(window.messages) >= capacity
     oldest = window.messages[0].turn_index if window.messages else None
-    if len(window.messages) >= capacity and oldest is not None and event.turn_index < oldest:
+    if window.turn(event.turn_index) is not None:
+        if full and event.turn_index == oldest:  # its reply left the window: pair it as a stale turn
+            return Observation(window, Outcome.STALE)
+        return Observation(window, Outcome.DUPLICATE, _candidates(window, event))
+    if full and oldest is not None and event.turn_index < oldest:
         return Observation(window, Outcome.STALE)
 
     message = Message(role=event.role, content=event.content, turn_index=event.turn_index)

@@ -73,5 +73,8 @@ def run_worker(settings: TacitSettings, kafka_bootstrap: str, database_url: str,
     metrics = WorkerMetrics()
     app = create_app(settings, kafka_bootstrap, database_url, metrics)
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    # Faust's terminal spinner sets the root logger to DEBUG so that every record spins it: aiokafka and Faust
+    # then build a debug log record for every message produced (a tenth of the event loop), never shown.
+    worker.spinner = None
     metrics.serve(settings.worker_metrics_port, settings.worker_metrics_host)  # after the Worker set up logging, so its message is seen
     worker.execute_from_commandline()

@@ -62,6 +62,18 @@ def test_window_is_bounded_and_stale_messages_are_not_paired():
     assert stale.outcome is Outcome.STALE and stale.candidates == ()
 
 
+def test_a_redelivered_oldest_turn_of_a_full_window_is_paired_from_the_stored_conversation():
+    """After a crash the restored window can start at a follow-up whose reply came back, stale, in an earlier
+    batch: the window cannot pair the two, the stored conversation can."""
+    window, _ = run(range(2, 7), capacity=3)
+    assert [m.turn_index for m in window.messages] == [4, 5, 6]
+    redelivered = observe(window, event(4), capacity=3)
+    assert redelivered.outcome is Outcome.STALE and redelivered.window == window
+    assert observe(window, event(5), capacity=3).outcome is Outcome.DUPLICATE
+    (candidate,) = candidates_from_stored(stored(range(5)), "u", event(4), capacity=3)
+    assert (candidate.response.turn_index, candidate.followup.turn_index) == (3, 4)
+
+
 def stored(turns) -> list[Message]:
     return [Message(ROLES[t], f"message {t}", t) for t in turns]
 
