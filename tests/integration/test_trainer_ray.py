@@ -60,7 +60,7 @@ def test_ray_training_evaluates_gates_and_registers(isolated: TacitSettings, eng
     gated = decisions(engine, second)[0]
     assert get_version(engine, second).status == {"promoted": "champion", "rejected": "rejected"}[gated.action]
     assert version.status == {"promoted": "retired", "rejected": "champion"}[gated.action]
-    assert gated.reasons[0] == f"compared with champion version {first} on the same data"
+    assert gated.reasons[0] == f"compared with the global champion, version {first}, on the same data"
     assert version.metrics["holdout_examples"] > 0
     assert {"holdout_accuracy", "holdout_qwk", "holdout_ece", "pairwise_hh_small"} <= set(version.metrics)
     assert version.metrics["holdout_reliability"] and version.metrics["margin_curve_hh_small"]
