@@ -46,3 +46,14 @@ def direct_rewards(checkpoint: Path, texts: list[str]) -> torch.Tensor:
     with torch.no_grad():
         logits = torch.cat([model(**tokenizer(text, return_tensors="pt")).logits for text in texts])
     return 1 + torch.sigmoid(logits).sum(dim=-1)
+
+
+def tiny_scoring_app(directory: Path, settings: TacitSettings, keys=None):
+    """The scoring service on a tiny checkpoint written under ``directory``; with ``keys`` (a
+    ``KeyVerifier``) scoring needs an API key."""
+    from tacit.model.scoring import RewardScorer
+    from tacit.serving.app import create_app
+    from tacit.serving.model import ServedModel
+
+    scorer = RewardScorer.load(save_tiny_checkpoint(directory / "model", 3, TACIT_SPEC), settings)
+    return create_app(ServedModel(scorer, 1), settings, keys=keys)

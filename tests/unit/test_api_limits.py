@@ -44,14 +44,10 @@ def test_a_chunked_body_is_cut_off_once_it_passes_the_cap() -> None:
 
 def test_the_scoring_service_refuses_a_body_over_its_cap(tmp_path) -> None:
     from tacit.core.settings import TacitSettings
-    from tacit.model.scoring import RewardScorer
-    from tacit.serving.app import create_app
-    from tacit.serving.model import ServedModel
-    from tests.helpers.serving import TACIT_SPEC, save_tiny_checkpoint
+    from tests.helpers.serving import tiny_scoring_app
 
     settings = TacitSettings(precision="float32", serve_max_body_bytes=4096)
-    scorer = RewardScorer.load(save_tiny_checkpoint(tmp_path / "model", 3, TACIT_SPEC), settings)
-    with TestClient(create_app(ServedModel(scorer, 1), settings)) as client:
+    with TestClient(tiny_scoring_app(tmp_path, settings)) as client:
         small = client.post("/get_reward", json={"query": ["hi"]})
         large = client.post("/get_reward", json={"query": ["x" * 5000]})
     assert small.status_code == 200

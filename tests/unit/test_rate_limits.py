@@ -14,10 +14,7 @@ from tacit.core import apikeys
 from tacit.core.api_auth import KeyRateLimiter
 from tacit.core.db import ApiKey
 from tacit.core.settings import TacitSettings
-from tacit.model.scoring import RewardScorer
-from tacit.serving.app import create_app
-from tacit.serving.model import ServedModel
-from tests.helpers.serving import TACIT_SPEC, save_tiny_checkpoint
+from tests.helpers.serving import tiny_scoring_app
 
 
 class Clock:
@@ -45,8 +42,7 @@ def test_a_key_over_its_rate_gets_429_with_retry_after(tmp_path: Path) -> None:
     ApiKey.__table__.create(engine)
     _, key = apikeys.create(engine, "acme")
     settings = TacitSettings(api_rate_per_second=0.01, api_rate_burst=2, precision="float32")
-    scorer = RewardScorer.load(save_tiny_checkpoint(tmp_path / "model", 3, TACIT_SPEC), settings)
-    app = create_app(ServedModel(scorer, 1), settings, keys=apikeys.KeyVerifier(engine, ttl_s=60))
+    app = tiny_scoring_app(tmp_path, settings, keys=apikeys.KeyVerifier(engine, ttl_s=60))
 
     with TestClient(app) as client:
         answers = [client.post("/get_reward", json={"query": ["hi"]}, headers={"X-API-Key": key})
@@ -65,8 +61,7 @@ def test_a_key_that_cannot_be_checked_gets_503_not_500(tmp_path: Path) -> None:
     """The key store down (PostgreSQL restarting) is the service's fault and temporary: retry later."""
     engine = create_engine(f"sqlite:///{tmp_path / 'keys.db'}")  # no api_keys table: every lookup fails
     settings = TacitSettings(precision="float32")
-    scorer = RewardScorer.load(save_tiny_checkpoint(tmp_path / "model", 3, TACIT_SPEC), settings)
-    app = create_app(ServedModel(scorer, 1), settings, keys=apikeys.KeyVerifier(engine, ttl_s=60))
+    app = tiny_scoring_app(tmp_path, settings, keys=apikeys.KeyVerifier(engine, ttl_s=60))
 
     with TestClient(app, raise_server_exceptions=False) as client:
         answer = client.post("/get_reward", json={"query": ["hi"]}, headers={"X-API-Key": apikeys.new_key()})
@@ -81,8 +76,7 @@ def test_a_read_only_token_cannot_score(tmp_path: Path) -> None:
     ApiKey.__table__.create(engine)
     _, token = apikeys.create(engine, "acme", read_only=True)
     settings = TacitSettings(precision="float32")
-    scorer = RewardScorer.load(save_tiny_checkpoint(tmp_path / "model", 3, TACIT_SPEC), settings)
-    app = create_app(ServedModel(scorer, 1), settings, keys=apikeys.KeyVerifier(engine, ttl_s=60))
+    app = tiny_scoring_app(tmp_path, settings, keys=apikeys.KeyVerifier(engine, ttl_s=60))
 
     with TestClient(app) as client:
         answer = client.post("/get_reward", json={"query": ["hi"]}, headers={"X-API-Key": token})
@@ -98,10 +92,9 @@ def test_a_key_store_that_does_not_answer_gets_503_within_the_timeout(tmp_path: 
     monkeypatch.setattr(apikeys, "_fetch", lambda engine, identifier: thawed.wait())
     monkeypatch.setattr(apikeys, "LOOKUP_TIMEOUT_S", 0.2)
     settings = TacitSettings(precision="float32")
-    scorer = RewardScorer.load(save_tiny_checkpoint(tmp_path / "model", 3, TACIT_SPEC), settings)
     keys = apikeys.KeyVerifier(create_engine("sqlite://"), ttl_s=60)
     try:
-        with TestClient(create_app(ServedModel(scorer, 1), settings, keys=keys)) as client:
+        with TestClient(tiny_scoring_app(tmp_path, settings, keys=keys)) as client:
             answer = client.post("/get_reward", json={"query": ["hi"]}, headers={"X-API-Key": apikeys.new_key()})
     finally:
         thawed.set()
