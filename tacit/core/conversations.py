@@ -20,7 +20,7 @@ assistant reply arrives after its follow-up, the pair is emitted when the reply 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -73,20 +73,20 @@ class Observation:
 
 def observe(window: ConversationWindow, event: ChatEvent, capacity: int) -> Observation:
     """Add one event to the window; return the new window and the candidates it completes."""
-    full = len(window.messages) >= capacity
+    at_capacity = len(window.messages) >= capacity
     oldest = window.messages[0].turn_index if window.messages else None
     if window.turn(event.turn_index) is not None:
-        if full and event.turn_index == oldest:  # its reply left the window: pair it as a stale turn
+        if at_capacity and event.turn_index == oldest:  # its reply left the window: pair it as a stale turn
             return Observation(window, Outcome.STALE)
-        return Observation(window, Outcome.DUPLICATE, _candidates(window, event))
-    if full and oldest is not None and event.turn_index < oldest:
+        return Observation(window, Outcome.DUPLICATE, _candidates(lambda _: window, event))
+    if at_capacity and event.turn_index < oldest:
         return Observation(window, Outcome.STALE)
 
     message = Message(role=event.role, content=event.content, turn_index=event.turn_index)
     ordered = sorted((*window.messages, message), key=lambda m: m.turn_index)
     full = ConversationWindow(messages=tuple(ordered), user_id=window.user_id or event.user_id)
     kept = ConversationWindow(messages=tuple(ordered[-capacity:]), user_id=full.user_id)
-    return Observation(kept, Outcome.ACCEPTED, _candidates(full, event))
+    return Observation(kept, Outcome.ACCEPTED, _candidates(lambda _: full, event))
 
 
 def candidates_from_stored(stored: Sequence[Message], user_id: str | None, event: ChatEvent,
@@ -106,19 +106,17 @@ def candidates_from_stored(stored: Sequence[Message], user_id: str | None, event
         followup = [m for m in ordered if m.turn_index == followup_turn]
         return ConversationWindow(messages=(*before, *followup), user_id=user_id or event.user_id)
 
+    return _candidates(window_until, event)
+
+
+def _candidates(window_until: Callable[[int], ConversationWindow],
+                event: ChatEvent) -> tuple[FeedbackCandidate, ...]:
+    """The pairs ``event``'s turn belongs to: as the follow-up, and as the reply; each looked up in the
+    window ``window_until`` gives for the pair's follow-up turn."""
     return tuple(
         candidate
         for reply_turn in (event.turn_index, event.turn_index - 1)
         if (candidate := _candidate(window_until(reply_turn + 1), event, reply_turn)) is not None
-    )
-
-
-def _candidates(window: ConversationWindow, event: ChatEvent) -> tuple[FeedbackCandidate, ...]:
-    """The pairs ``event``'s turn belongs to: as the follow-up, and as the reply."""
-    return tuple(
-        candidate
-        for reply_turn in (event.turn_index, event.turn_index - 1)
-        if (candidate := _candidate(window, event, reply_turn)) is not None
     )
 
 
