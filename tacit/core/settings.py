@@ -56,6 +56,10 @@ class TacitSettings(BaseSettings):
     kafka_create_topics: bool = Field(
         True, description="Create missing topics; false: they are the platform's (e.g. Strimzi KafkaTopics) and "
         "a missing one is an error naming it.")
+    embedded_broker_storage: str = Field(
+        "memory://tansu/", description="Where the embedded Tansu keeps topics and offsets: memory://tansu/ (gone "
+        "when it stops) or s3://bucket/ (kept across restarts; the store's endpoint and credentials from "
+        "AWS_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, AWS_ALLOW_HTTP).")
     database_url: str | None = Field(None, description="SQLAlchemy URL; unset: embedded PostgreSQL.")
     ray_address: str | None = Field(
         None,

@@ -145,7 +145,7 @@ def _start_kafka(settings: TacitSettings, port: int) -> ServiceRecord:
     log = settings.data_dir / "logs" / "tansu.log"
     proc = _spawn(
         [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
-         "--storage-engine", "memory://tansu/"],
+         "--storage-engine", settings.embedded_broker_storage],
         log,
     )
     _wait_for(lambda: _port_open(port), "Tansu (Kafka)", log, proc.pid)

@@ -29,6 +29,7 @@ from tacit.core.settings import TacitSettings
 from tacit.devstack import stack
 from tacit.ingest.events import encode_event, parse_event, storable_reason, with_record_id
 from tests.helpers import wait_until
+from tests.helpers.s3 import CREDENTIALS, s3_server
 from tests.helpers.stream import produce, worker
 
 pytestmark = pytest.mark.integration
@@ -44,6 +45,20 @@ def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TacitSet
         yield settings, stack.up(settings, report=lambda line: None)
     finally:
         stack.down(settings, report=lambda line: None)
+
+
+@pytest.fixture(scope="module")
+def durable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TacitSettings, Endpoints]]:
+    """Like ``private``, with Tansu keeping its topics and offsets in object storage, so it can restart."""
+    data_dir = tmp_path_factory.mktemp("durable")
+    settings = TacitSettings(data_dir=data_dir, ray_address="not-used:1", embedded_broker_storage="s3://tansu/")
+    with s3_server(data_dir / "s3.log", "tansu") as url, pytest.MonkeyPatch.context() as env:
+        for name, value in {**CREDENTIALS, "AWS_ENDPOINT": url, "AWS_ALLOW_HTTP": "true"}.items():
+            env.setenv(name, value)
+        try:
+            yield settings, stack.up(settings, report=lambda line: None)
+        finally:
+            stack.down(settings, report=lambda line: None)
 
 
 def conversation(tenant: str, index: int, turns: range) -> list[ChatEvent]:
@@ -263,6 +278,34 @@ def test_postgres_outage_mid_stream_loses_nothing(private, monkeypatch):
                    logs / "outage.log", timeout=120)
         wait_until(lambda: everything_committed(private), "offsets committed to the end", logs / "outage.log")
     assert followups(engine, "outage") == sorted((f"c{i}", turn) for i in range(count) for turn in (2, 4))
+
+
+def test_broker_restarted_mid_stream_loses_and_duplicates_nothing(durable, monkeypatch):
+    """Tansu stopped and started again by ``tacit stack up`` while a worker is behind on what was sent: the
+    worker reconnects, reads the rest, and re-reads the uncommitted records without storing them twice."""
+    settings, endpoints = durable
+    engine = make_engine(endpoints.database_url)
+    count = 2000
+    events = [e for i in range(count) for e in conversation("broker", i, range(5))]
+    before, after = events[: len(events) * 4 // 5], events[len(events) * 4 // 5:]
+    logs = settings.data_dir / "logs"
+    metrics_port = stack.free_port()
+    monkeypatch.setenv("TACIT_WORKER_METRICS_PORT", str(metrics_port))
+    send_events(durable, before)  # before the worker starts, so it is behind when the broker stops
+    with worker(settings, "broker") as proc:
+        wait_until(lambda: records_read(metrics_port) > 0, "the worker reading", logs / "broker.log")
+        broker = read_state(settings)["kafka"]
+        os.kill(broker.pids[0], signal.SIGTERM)
+        wait_until(lambda: not broker.alive(), "Tansu to stop", Path(broker.log))
+        assert tenant_count(engine, MessageRow, "broker") < len(before), "the fault must hit unread records"
+        stack.up(settings, report=lambda line: None)
+        assert read_state(settings)["kafka"].address == endpoints.kafka_bootstrap
+        send_events(durable, after)
+        wait_until(lambda: tenant_count(engine, MessageRow, "broker") == len(events), "every message stored",
+                   logs / "broker.log", timeout=180)
+        wait_until(lambda: everything_committed(durable), "offsets committed to the end", logs / "broker.log")
+        assert proc.poll() is None, "the worker must ride out the broker's restart"
+    assert followups(engine, "broker") == sorted((f"c{i}", turn) for i in range(count) for turn in (2, 4))
 
 
 FREEZE_S = float(os.environ.get("TACIT_FAULT_FREEZE_S", "5"))  # the full fault run freezes for 30 s
