@@ -65,8 +65,33 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
-# Local Ray turns token auth on by itself once ~/.ray/auth_token exists; the embedded head runs without it.
-RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+def ray_token_file(settings: TacitSettings) -> Path:
+    return settings.data_dir / "ray" / "auth-token"
+
+
+def embedded_ray_environment(settings: TacitSettings) -> dict[str, str]:
+    """How the embedded Ray runs and is reached: with token authentication, since Ray binds its GCS,
+    raylets and agents to every interface and has no setting to keep them on 127.0.0.1. The token lives in
+    the data directory, not in ``~/.ray/auth_token``, whose mere presence turns token mode on for every
+    other local Ray cluster of the same user."""
+    return {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN_PATH": str(ray_token_file(settings))}
+
+
+def authenticate_to_ray(settings: TacitSettings) -> None:
+    """Make this process present the token of the Ray cluster it is about to join.
+
+    For the embedded cluster the token is the stack's; for a configured one, the standard ``RAY_AUTH_MODE``
+    and ``RAY_AUTH_TOKEN``/``RAY_AUTH_TOKEN_PATH`` variables. Ray reads them once, when it is first
+    loaded, and every Tacit process has loaded it before it knows which cluster it joins (the trainer
+    imports Ray at module level), so Ray is made to read them again here.
+    """
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    if not settings.ray_address and ray_token_file(settings).exists():
+        os.environ.update(embedded_ray_environment(settings))
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
 
 
 def external_address(settings: TacitSettings, component: str) -> str | None:
@@ -103,8 +128,7 @@ def ray_connection(settings: TacitSettings) -> Iterator[None]:
         yield
         return
     address = endpoint(settings, "ray")
-    if not settings.ray_address:
-        os.environ.update(RAY_ENV)  # the embedded head runs without token auth; clients must match
+    authenticate_to_ray(settings)
     ray.init(address=address, log_to_driver=True)
     try:
         yield

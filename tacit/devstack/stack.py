@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -25,13 +26,14 @@ import psutil
 
 from tacit.core.endpoints import (
     COMPONENTS,
-    RAY_ENV,
     Endpoints,
     ServiceRecord,
     StackError,
+    embedded_ray_environment,
     external_address,
     pid_alive,
     read_state,
+    ray_token_file,
     resolve_endpoints,
     state_path,
 )
@@ -224,6 +226,7 @@ def _start_ray(settings: TacitSettings, port: int) -> ServiceRecord:
     from the head's PATH, so this environment's interpreter comes first there."""
     log = settings.data_dir / "logs" / "ray.log"
     bin_dir = Path(sys.executable).parent
+    _create_ray_token(ray_token_file(settings))
     proc = _spawn(
         [str(bin_dir / "ray"), "start", "--head", "--block", f"--port={port}", "--include-dashboard=true",
          "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1", f"--dashboard-port={free_port()}",
@@ -233,10 +236,21 @@ def _start_ray(settings: TacitSettings, port: int) -> ServiceRecord:
          f"--num-cpus={os.cpu_count() or 1}", "--object-store-memory=200000000",
          f"--temp-dir={ray_temp_dir(settings)}", "--disable-usage-stats"],
         log,
-        env={**RAY_ENV, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"},
+        env={**embedded_ray_environment(settings), "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"},
     )
     _wait_for(lambda: _port_open(port), "Ray head", log, proc.pid)
     return ServiceRecord(address=f"127.0.0.1:{port}", pids=[proc.pid], log=str(log))
+
+
+def _create_ray_token(path: Path) -> None:
+    """A random token once per data directory, readable by its owner only: who can read it can run code on
+    the cluster."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as token:
+        token.write(secrets.token_hex(32))
 
 
 def ray_temp_dir(settings: TacitSettings) -> Path:

@@ -27,7 +27,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from tacit.core.db import ModelVersion, RunStatus, TrainingRun, make_engine
-from tacit.core.endpoints import endpoint
+from tacit.core.endpoints import authenticate_to_ray, endpoint
 from tacit.core.errors import TacitError
 from tacit.core.registry import finish_run
 from tacit.core.settings import TacitSettings
@@ -64,6 +64,7 @@ def connect(settings: TacitSettings) -> JobSubmissionClient:
     """A client of the job server: ``RAY_ADDRESS`` may be the dashboard URL or the cluster address (the
     dashboard URL is then read from the cluster)."""
     address = endpoint(settings, "ray")
+    authenticate_to_ray(settings)
     try:
         return JobSubmissionClient(address)
     except (ConnectionError, ValueError) as exc:

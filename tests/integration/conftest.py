@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from tacit.core import apikeys, db
 from tacit.core.db import make_engine
-from tacit.core.endpoints import Endpoints
+from tacit.core.endpoints import Endpoints, embedded_ray_environment
 from tacit.core.kafka import ensure_topics
 from tacit.core.settings import TacitSettings
 from tacit.dashboard.app import create_app
@@ -55,10 +55,16 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> TacitSettings:
 
 @pytest.fixture(scope="session")
 def embedded_stack(settings: TacitSettings) -> Iterator[Endpoints]:
-    try:
-        yield stack.up(settings, report=lambda line: None)
-    finally:
-        stack.down(settings, report=lambda line: None)
+    """The session's stack. Tests reach its Ray as a configured cluster (``RAY_ADDRESS``, from settings of
+    their own), so they present its token through Ray's own variables, as any client of a secured cluster."""
+    with pytest.MonkeyPatch.context() as env:
+        try:
+            endpoints = stack.up(settings, report=lambda line: None)
+            for name, value in embedded_ray_environment(settings).items():
+                env.setenv(name, value)
+            yield endpoints
+        finally:
+            stack.down(settings, report=lambda line: None)
 
 
 # ---------------------------------------------------------------------------- databases of their own
