@@ -65,6 +65,13 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def printable(address: str) -> str:
+    """An address fit for a terminal or a log: a database URL's password masked."""
+    from sqlalchemy import make_url
+
+    return make_url(address).render_as_string(hide_password=True) if "://" in address else address
+
+
 def ray_token_file(settings: TacitSettings) -> Path:
     return settings.data_dir / "ray" / "auth-token"
 

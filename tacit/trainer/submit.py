@@ -97,8 +97,10 @@ def settings_environment(settings: TacitSettings) -> dict[str, str]:
     """``TACIT_*`` variables that rebuild ``settings`` in the job: every field set explicitly, the data
     directory, and the database and Kafka endpoints themselves (the job reads no stack state file).
 
-    The Ray address is left out (Ray gives a job's driver its own cluster), and so are secrets: anyone who
-    can see the dashboard can read a runtime env, and training needs none.
+    The Ray address is left out (Ray gives a job's driver its own cluster), and so are secret settings:
+    anyone who can see the dashboard can read a runtime env. The database URL is the exception the driver
+    cannot do without; it may hold a password, which is as exposed as the dashboard is (the embedded Ray's
+    wants its token).
     """
     values = {name: getattr(settings, name) for name in settings.model_fields_set - {"ray_address"}}
     values |= {"data_dir": settings.data_dir, "database_url": endpoint(settings, "postgres"),
