@@ -109,20 +109,26 @@ def test_a_version_trained_here_loads_in_another_process(on_s3: TacitSettings, e
     assert card_line  # the model card was published next to the weights
 
 
-def test_ray_train_workers_on_nodes_of_their_own_publish_the_version(
-    on_s3: TacitSettings, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ray_with_credentials: None
-) -> None:
-    insert_feedback(engine)
+@pytest.fixture
+def workers_on_their_own_nodes(on_s3: TacitSettings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray Train as on nodes of their own: what its workers wrote or downloaded locally (the run directory,
+    the cached champion) is gone before the evaluation task and the driver go on."""
     train_on_workers = job.train_on_workers
 
-    def on_their_own_nodes(*args: Any, **kwargs: Any) -> Any:
-        """Ray Train as on other nodes: what its workers wrote locally is not where the evaluation task and
-        the driver run."""
+    def then_gone(*args: Any, **kwargs: Any) -> Any:
         trained = train_on_workers(*args, **kwargs)
         shutil.rmtree(on_s3.models_dir)
+        shutil.rmtree(on_s3.data_dir / "artifact-cache", ignore_errors=True)
         return trained
 
-    monkeypatch.setattr(job, "train_on_workers", on_their_own_nodes)
+    monkeypatch.setattr(job, "train_on_workers", then_gone)
+
+
+def test_ray_train_workers_on_nodes_of_their_own_publish_the_version(
+    on_s3: TacitSettings, engine: Engine, tmp_path: Path, ray_with_credentials: None, workers_on_their_own_nodes: None
+) -> None:
+    insert_feedback(engine)
+
     result = CliRunner().invoke(cli.app, ["train", "--workers", "2", "--steps", "2"], obj=Wiring(on_s3))
 
     assert result.exit_code == 0, result.output
@@ -139,3 +145,16 @@ def test_ray_train_workers_on_nodes_of_their_own_publish_the_version(
     local, reward, card_line = scored_in_another_process(version.artifact_uri, on_s3.artifact_endpoint_url, elsewhere)
     assert local.is_relative_to(elsewhere) and 1.0 <= reward <= 5.0
     assert card_line and f"version {version.id}" in (local / "README.md").read_text()
+
+
+def test_ray_train_workers_continue_from_the_champion_by_its_uri(
+    on_s3: TacitSettings, engine: Engine, ray_with_credentials: None, workers_on_their_own_nodes: None
+) -> None:
+    insert_feedback(engine)
+    first = get_version(engine, run_training(on_s3, use_ray=False, steps=2))
+
+    continued = get_version(engine, run_training(on_s3, workers=2, steps=1, incremental=True))
+
+    assert continued.base_model == first.artifact_uri  # each worker and the evaluation task downloaded it
+    assert continued.artifact_uri.startswith("s3://tacit-models/versions/run-")
+    assert "holdout_qwk" in continued.metrics
