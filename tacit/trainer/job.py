@@ -4,7 +4,9 @@ version row, promotion gate.
 The driver owns the database: it loads the examples, ships them to the Ray task and registers the result,
 so a Ray worker needs only the model files and a writable models directory, never database credentials.
 The task evaluates the new checkpoint and the champion on the same holdout and benchmarks, where the
-accelerator is, and the driver's gate compares the two.
+accelerator is, and the driver's gate compares the two. Models cross processes by their URI only (the
+champion's, the published checkpoint's), each process reading them through its own node's cache, so no
+process depends on a path on another node.
 """
 
 from __future__ import annotations
@@ -79,10 +81,10 @@ class Job:
     settings: TacitSettings
     examples: Sequence[RewardExample]
     config: TrainConfig
-    start_from: Path  # the base model, or the champion's checkpoint when incremental
+    start_from: str  # the base model's path, or the champion's URI when incremental
     output_dir: Path
     incremental: bool
-    champion_dir: Path | None
+    champion_uri: str | None
 
 
 @dataclass(frozen=True)
@@ -146,12 +148,12 @@ def _run(
     ray_job_id: str | None,
 ) -> int:
     current = incumbent(engine, tenant)
-    champion_dir = local_copy(current.artifact_uri, settings) if current is not None else None
-    if incremental and champion_dir is None:
+    champion_uri = current.artifact_uri if current is not None else None
+    if incremental and champion_uri is None:
         raise TacitError("No champion to continue from; train from the base model first (without --incremental).")
-    start_from = champion_dir if incremental else settings.resolved_base_model()
+    start_from = champion_uri if incremental else str(settings.resolved_base_model())
     params = {
-        **asdict(config), "base_model": str(start_from), "use_ray": use_ray, "workers": workers,
+        **asdict(config), "base_model": start_from, "use_ray": use_ray, "workers": workers,
         "incremental": incremental, "resumed_from": resume, "tenant": tenant,
         "feedback_fusion": settings.feedback_fusion,
         "selection": json.loads(json.dumps(asdict(selection), default=str)),
@@ -164,18 +166,18 @@ def _run(
         examples = load_examples(engine, selection, FusionRule() if settings.feedback_fusion else None)
         logger.info("Run %d: %s", run_id, balance_report(examples, label_scheme(config.label_scheme)))
         output_dir = settings.models_dir / f"run-{resume or run_id}"
-        job = Job(settings, examples, config, start_from, output_dir, incremental, champion_dir)
+        job = Job(settings, examples, config, start_from, output_dir, incremental, champion_uri)
         load_seconds = time.monotonic() - started
         if use_ray or workers > 1:
             evaluated = _on_ray(job, engine, run_id, workers, submitted=ray_job_id is not None)
         else:
             evaluated = train_and_evaluate(job)
         version_id = register_version(
-            engine, run_id=run_id, base_model=str(start_from), artifact_uri=evaluated.uri,
+            engine, run_id=run_id, base_model=start_from, artifact_uri=evaluated.uri,
             metrics=evaluated.candidate, tenant=tenant,
         )
         verdict = _gate(settings, engine, version_id, evaluated, current)
-        provenance = Provenance(version_id, run_id, str(start_from), len(examples),
+        provenance = Provenance(version_id, run_id, start_from, len(examples),
                                 labeler_versions(engine, selection),
                                 "promoted" if verdict.promote else "rejected", verdict.reasons)
         write_model_card(evaluated.uri, provenance, evaluated.candidate, settings)
@@ -228,15 +230,27 @@ def _gate(
 
 
 def train_and_evaluate(job: Job) -> Evaluated:
-    """Fine-tune in this process, then evaluate (see ``evaluate_result``)."""
+    """Fine-tune in this process, publish, then evaluate (see ``evaluate_result``)."""
     started = time.monotonic()
-    result = train_reward_model(job.examples, job.config, job.start_from, job.output_dir,
+    result = train_reward_model(job.examples, job.config, local_copy(job.start_from, job.settings), job.output_dir,
                                 incremental=job.incremental)
-    return evaluate_result(job, result, train_seconds=time.monotonic() - started)
+    train_seconds = time.monotonic() - started
+    # Published here, where the files are, and before the driver registers it: a registered version is
+    # complete wherever it is read.
+    uri = publish(result.output_dir, result.output_dir.name, job.settings)
+    return evaluate_result(job, result, uri, train_seconds=train_seconds)
 
 
-def evaluate_result(job: Job, result: TrainResult, *, train_seconds: float) -> Evaluated:
-    """Score the new checkpoint and the champion on the same holdout and benchmarks."""
+def evaluate_published(job: Job, result: TrainResult, uri: str, *, train_seconds: float) -> Evaluated:
+    """``evaluate_result`` of a checkpoint that Ray Train's worker 0 published: read from ``uri``, since its
+    run directory is on that worker's node."""
+    here = replace(result, output_dir=local_copy(uri, job.settings))
+    return evaluate_result(job, here, uri, train_seconds=train_seconds)
+
+
+def evaluate_result(job: Job, result: TrainResult, uri: str, *, train_seconds: float) -> Evaluated:
+    """Score the new checkpoint (its files in ``result.output_dir``, published at ``uri``) and the champion
+    on the same holdout and benchmarks."""
     started = time.monotonic()
     settings = job.settings
     paths = settings.eval_benchmarks or (HELDOUT_PAIRS,)
@@ -246,18 +260,15 @@ def evaluate_result(job: Job, result: TrainResult, *, train_seconds: float) -> E
         return evaluate_checkpoint(RewardScorer.load(checkpoint, settings), result.holdout, benchmarks)
 
     candidate = {**result.metrics, **measure(result.output_dir)}
-    incumbent = measure(job.champion_dir) if job.champion_dir is not None else None
+    incumbent = measure(local_copy(job.champion_uri, settings)) if job.champion_uri is not None else None
     timings = {"train": train_seconds, "evaluate": time.monotonic() - started}
-    # Published here, where the files are, and before the driver registers it: a registered version is
-    # complete wherever it is read.
-    uri = publish(result.output_dir, result.output_dir.name, settings)
     return Evaluated(uri, candidate, incumbent, timings)
 
 
 def _on_ray(job: Job, engine: Engine, run_id: int, workers: int, *, submitted: bool) -> Evaluated:
     """Run ``train_and_evaluate`` as one Ray task, or with ``workers`` > 1 train on that many Ray Train
-    workers and evaluate in a task; the task's own error is re-raised. The run keeps the submission id of
-    a submitted job; otherwise it records this driver's Ray job id."""
+    workers and evaluate what they published in a task; the task's own error is re-raised. The run keeps
+    the submission id of a submitted job; otherwise it records this driver's Ray job id."""
     with ray_connection(job.settings):
         if not submitted:
             update_run(engine, run_id, ray_job_id=ray.get_runtime_context().get_job_id())
@@ -267,12 +278,13 @@ def _on_ray(job: Job, engine: Engine, run_id: int, workers: int, *, submitted: b
                 task = ray.remote(train_and_evaluate).options(max_retries=0, **_task_resources())
                 return ray.get(task.remote(job))
             started = time.monotonic()
-            result = train_on_workers(
-                job.examples, job.config, job.start_from, job.output_dir, incremental=job.incremental,
-                workers=workers, use_gpu=ray.cluster_resources().get("GPU", 0) >= workers,
+            result, uri = train_on_workers(
+                job.examples, job.config, job.start_from, job.output_dir, job.settings,
+                incremental=job.incremental, workers=workers,
+                use_gpu=ray.cluster_resources().get("GPU", 0) >= workers,
             )
-            task = ray.remote(evaluate_result).options(max_retries=0, **_task_resources())
-            return ray.get(task.remote(job, result, train_seconds=time.monotonic() - started))
+            task = ray.remote(evaluate_published).options(max_retries=0, **_task_resources())
+            return ray.get(task.remote(job, result, uri, train_seconds=time.monotonic() - started))
         except RayTaskError as exc:
             raise exc.cause from exc
 
