@@ -25,6 +25,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
 import uvicorn
@@ -51,6 +52,14 @@ from tacit.core.settings import TacitSettings
 from tacit.ingest.events import encode_event
 
 PARTITIONER = DefaultPartitioner()  # the producer's own: an event lands where any producer would put it
+
+
+@lru_cache(maxsize=2**16)
+def _partition(key: bytes, partitions: tuple[int, ...]) -> int:
+    """The partitioner's choice, remembered: its hash is pure Python, and a conversation sends many events."""
+    return PARTITIONER(key, list(partitions), list(partitions))
+
+
 Placed = tuple["asyncio.Task[RecordMetadata]", int]  # the delivery of a record's batch, its place in the batch
 
 
@@ -58,7 +67,7 @@ class SharedBatches:
     """One open record batch per partition, filled by concurrent requests together and sent whole.
 
     aiokafka's ``send`` costs a future, a partitioner call and a queue lookup per event, a third of the
-    gateway's busy time; here a batch costs them once. A batch per request would not do: aiokafka keeps one
+    gateway's busy time; here a batch costs the future and the lookup once, and a key its partition once. A batch per request would not do: aiokafka keeps one
     produce request in flight per broker, each with one batch per partition, so requests must share batches
     as ``send`` shares its own. A batch takes records until the sender takes it (or it is full).
     """
@@ -69,8 +78,8 @@ class SharedBatches:
 
     async def add(self, records: list[tuple[bytes, bytes]]) -> list[Placed]:
         """Queue ``(key, value)`` records in order; where each went, to await its acknowledgement."""
-        partitions = sorted(await self.producer.partitions_for(self.topic))
-        return [self._append(PARTITIONER(key, partitions, partitions), key, value) for key, value in records]
+        partitions = tuple(sorted(await self.producer.partitions_for(self.topic)))
+        return [self._append(_partition(key, partitions), key, value) for key, value in records]
 
     def _append(self, partition: int, key: bytes, value: bytes) -> Placed:
         batch, delivery = self._open.get(partition, (None, None))
