@@ -67,9 +67,10 @@ class SharedBatches:
     """One open record batch per partition, filled by concurrent requests together and sent whole.
 
     aiokafka's ``send`` costs a future, a partitioner call and a queue lookup per event, a third of the
-    gateway's busy time; here a batch costs the future and the lookup once, and a key its partition once. A batch per request would not do: aiokafka keeps one
-    produce request in flight per broker, each with one batch per partition, so requests must share batches
-    as ``send`` shares its own. A batch takes records until the sender takes it (or it is full).
+    gateway's busy time; here a batch costs the future and the lookup once, and a key its partition once.
+    A batch per request would not do: aiokafka keeps one produce request in flight per broker, each with one
+    batch per partition, so requests must share batches as ``send`` shares its own. A batch takes records
+    until the sender takes it (or it is full).
     """
 
     def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
@@ -311,7 +312,8 @@ async def _produce(batches: SharedBatches, events: list[KeyedEvent]) -> list[Ite
     # Shielded: a client that hangs up must not cancel a batch that other requests' events share.
     outcomes = await asyncio.gather(*map(asyncio.shield, deliveries), return_exceptions=True)
     outcome_of = dict(zip(deliveries, outcomes))
-    return [_delivered(index, outcome_of[delivery], position) for index, (delivery, position) in enumerate(placed)]
+    return [_delivered(index, outcome_of[delivery], position)
+            for index, (delivery, position) in enumerate(placed)]
 
 
 def _delivered(index: int, outcome: RecordMetadata | BaseException, position: int) -> ItemResult:
