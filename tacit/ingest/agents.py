@@ -1,13 +1,13 @@
 """The chat-events agent: conversation window per event, then label and sink per batch.
 
-Per event, a stream processor parses the record and updates the conversation table (Faust routes a table
-write to the changelog partition of the event being processed, so this must happen while that event is
-current). Per batch (``stream.take``), the candidates are labeled and refined, dead letters are published,
-and everything is written to Postgres in one transaction. Implicit-feedback mining decides waiting neutral
-items in the batch loop from PostgreSQL state, never from the table (see ``tacit.refine.mining``): a table write
-there would land in the changelog partition of whatever event happens to be current. ``take`` acknowledges
-a batch's records only when the loop body has finished, and the body only finishes once the write
-succeeded (it retries with backoff), so committed offsets never run ahead of the database.
+Per event, a stream processor parses the record and updates the conversation's window in memory; the
+changed windows go to the conversation table once per batch, each to the changelog partition of its events
+(:class:`tacit.ingest.tables.Windows`). Per batch (``stream.take``), the candidates are labeled and
+refined, dead letters are published, and everything is written to Postgres in one transaction.
+Implicit-feedback mining decides waiting neutral items in the batch loop from PostgreSQL state, never from
+the table (see ``tacit.refine.mining``). ``take`` acknowledges a batch's records only when the loop body
+has finished, and the body only finishes once the write succeeded (it retries with backoff), so committed
+offsets never run ahead of the database.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import faust
 from faust.streams import current_event
 from faust.types import TP
 
-from tacit.core.conversations import ConversationWindow, Outcome, candidates_from_stored, observe
+from tacit.core.conversations import Outcome, candidates_from_stored, observe
 from tacit.core.domain import PENDING, ChatEvent, FeedbackCandidate, Label, Message, Rated, SignalEvent, Stored
 from tacit.core.privacy import Privacy
 from tacit.core.settings import TacitSettings
@@ -55,7 +55,7 @@ class Observed:
 class Observer:
     """The per-event stream processor: parse, redact, update the conversation window, emit candidates."""
 
-    def __init__(self, windows: faust.Table, settings: TacitSettings, privacy: Privacy, metrics: WorkerMetrics):
+    def __init__(self, windows: tables.Windows, settings: TacitSettings, privacy: Privacy, metrics: WorkerMetrics):
         self.privacy = privacy
         self.windows = windows
         self.capacity = settings.conversation_window
@@ -72,10 +72,9 @@ class Observer:
             if isinstance(parsed, SignalEvent):  # stored as it comes; joined to its message when read
                 signal = with_record_id(parsed, message.topic, message.partition, message.offset)
                 return Observed(message.partition, message.offset, signal=signal)
-            observation = observe(ConversationWindow.from_json(self.windows.get(parsed.key)), parsed,
-                                  self.capacity)
+            observation = observe(self.windows.get(parsed.key), parsed, self.capacity)
             if observation.outcome is Outcome.ACCEPTED:
-                self.windows[parsed.key] = observation.window.to_json()
+                self.windows.set(parsed.key, message.partition, observation.window)
             self.metrics.candidates.inc(len(observation.candidates))
             return Observed(message.partition, message.offset, event=parsed, candidates=observation.candidates,
                             stale=observation.outcome is Outcome.STALE)
@@ -117,12 +116,14 @@ class ChatEventsAgent:
         self.labeler, self.metrics, self.miner = labeler, metrics, miner
         self.source = topics.chat_events(app, settings)
         self.dead_letter_topic = topics.dead_letters(app, settings)
-        self.observe = Observer(tables.conversation_windows(app, settings), settings, privacy, metrics)
+        self.windows = tables.Windows(tables.conversation_windows(app, settings))
+        self.observe = Observer(self.windows, settings, privacy, metrics)
         self.validator = get_validator(settings)
 
     def register(self) -> None:
         """Wire the agent (and with mining, the encoder task and the idle sweep) into the app."""
         self.app.agent(self.source, name="chat-events")(self.process)
+        self.app.on_partitions_revoked.connect(self.windows.forget)
         if self.miner is not None:
             self.app.task(self.load_mining_encoder)
             self.app.timer(interval=self.miner.idle_seconds / 4)(self.finalise_idle_conversations)
@@ -130,6 +131,7 @@ class ChatEventsAgent:
     async def process(self, stream) -> None:
         stream.add_processor(self.observe)
         async for batch in stream.take(self.settings.sink_batch_size, within=self.settings.sink_batch_seconds):
+            self.windows.write()
             started = time.perf_counter()
             labels = await self.flush(batch)
             self.record_stored(batch, labels, time.perf_counter() - started)

@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import HealthCheck, given
@@ -23,7 +24,7 @@ from tacit.core.apikeys import KeyVerifier
 from tacit.core.db import make_engine
 from tacit.core.kafka import ensure_topics
 from tacit.core.settings import TacitSettings, get_settings
-from tacit.ingest.gateway import create_app
+from tacit.ingest.gateway import SharedBatches, create_app
 from tacit.serving.server import load_app
 from tests.helpers.hostile import VALUES, bodies
 from tests.helpers.serving import CHAT, TACIT_SPEC, save_tiny_checkpoint
@@ -101,6 +102,18 @@ def test_a_batch_is_on_the_topic_when_the_gateway_answers(gateway, gateway_setti
     assert 'tacit_gateway_events_total{outcome="accepted"} 4.0' in gateway.get("/metrics").text
 
 
+def test_events_of_several_conversations_are_where_the_answer_says(gateway, gateway_settings, acme_key,
+                                                                     embedded_stack):
+    batch = [event(turn // 3, conversation_id=f"spread-{turn % 3}") for turn in range(5)]
+    response = gateway.post("/v1/events", json=batch, headers=bearer(acme_key))
+    assert response.status_code == 202, response.text
+    records = asyncio.run(read_back(embedded_stack.kafka_bootstrap, gateway_settings.chat_events_topic,
+                                    response.json()["results"]))
+    assert [(key, value["turn_index"]) for key, value in records] == [
+        (f"acme:{e['conversation_id']}".encode(), e["turn_index"]) for e in batch
+    ]
+
+
 def test_a_key_writes_its_own_tenant_only(gateway, acme_key):
     response = gateway.post("/v1/events", json=[event(0), event(1, tenant="globex")], headers=bearer(acme_key))
     assert response.status_code == 403
@@ -143,13 +156,30 @@ def test_keys_missing_invalid_or_revoked(gateway, engine):
     assert revoked.status_code == 403 and f"API key {stored.id} was revoked" in revoked.json()["detail"]
 
 
+class OneRecordBatch:
+    """A record batch that holds one record, so that a request's events go out as several batches."""
+
+    def __init__(self) -> None:
+        self.records = 0
+
+    def append(self, key: bytes, value: bytes, timestamp: None) -> SimpleNamespace | None:
+        self.records += 1
+        return SimpleNamespace(offset=0) if self.records == 1 else None
+
+
 class BrokenProducer:
     """Kafka failing mid-batch: the first send is acknowledged, the second times out, then none can be sent."""
 
     def __init__(self) -> None:
         self.sent = 0
 
-    async def send(self, topic: str, value: bytes, key: bytes) -> asyncio.Future:
+    async def partitions_for(self, topic: str) -> set[int]:
+        return {0}
+
+    def create_batch(self) -> OneRecordBatch:
+        return OneRecordBatch()
+
+    async def send_batch(self, batch: OneRecordBatch, topic: str, partition: int) -> asyncio.Future:
         self.sent += 1
         if self.sent > 2:
             raise KafkaConnectionError("broker down")
@@ -162,11 +192,12 @@ class BrokenProducer:
 
 
 def test_kafka_failing_is_a_503_that_names_what_was_not_accepted(gateway, acme_key):
-    real, gateway.app.state.producer = gateway.app.state.producer, BrokenProducer()
+    real = gateway.app.state.batches
+    gateway.app.state.batches = SharedBatches(BrokenProducer(), real.topic)
     try:
         response = gateway.post("/v1/events", json=[event(i) for i in range(4)], headers=bearer(acme_key))
     finally:
-        gateway.app.state.producer = real
+        gateway.app.state.batches = real
     assert response.status_code == 503
     body = response.json()
     assert body["detail"] == "Kafka accepted 1 of 4 events; send the others again"
