@@ -94,7 +94,7 @@ def test_truncation_keeps_the_end_of_the_text(scorer: RewardScorer) -> None:
     long_text = "filler " * 200 + ending
     longer_text = "other words " * 100 + long_text
 
-    rewards, _ = scorer.score_texts([long_text, longer_text])
+    rewards = scorer.score_texts([long_text, longer_text]).rewards
 
     assert rewards[0] == pytest.approx(rewards[1], abs=1e-6)
 
@@ -112,6 +112,8 @@ def test_model_info(client: TestClient, checkpoint: Path) -> None:
         "levels": [1, 2, 4, 5],
         "max_length": 64,
         "device": "cpu",
+        "heads": ["satisfaction"],
+        "reward_head": "satisfaction",
     }
     assert client.get("/healthz").json() == {"status": "ok"}
 
