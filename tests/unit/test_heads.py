@@ -16,6 +16,7 @@ from tacit.core.heads import CONTINUE, SATISFACTION, THUMBS_UP, signal_heads, th
 from tacit.core.settings import TacitSettings
 from tacit.model.ordinal import classification_layer, rewards_from_logits
 from tacit.model.scoring import RewardScorer
+from tacit.trainer.evaluate import evaluate_checkpoint
 from tacit.trainer.model import init_thresholds, load_reward_model, ordinal_loss, save_reward_model, signal_head_loss
 from tacit.trainer.train import TrainConfig, _loader, ordinal_batch_loss, split_examples, train_reward_model
 
@@ -185,6 +186,16 @@ def test_a_checkpoint_records_its_heads_and_serves_each(trained, tiny_backbone: 
     weight = classification_layer(plain)[1].weight
     assert torch.equal(weight[:4], weight[:1].expand(4, -1))  # CORAL thresholds; the heads are free rows
     assert not torch.equal(weight[4], weight[0])
+
+
+def test_each_signal_head_is_evaluated_on_the_holdout(trained) -> None:
+    scorer = RewardScorer.load(trained.output_dir, TacitSettings(precision="float32"))
+
+    metrics = evaluate_checkpoint(scorer, trained.holdout, {})
+
+    assert {e.continued for e in trained.holdout} == {True, False}
+    assert 0 <= metrics["holdout_continue_roc_auc"] <= 1
+    assert "holdout_accuracy" in metrics
 
 
 def test_an_ordinal_only_checkpoint_loads_as_before(tiny_backbone: Path, tmp_path: Path) -> None:
