@@ -1,6 +1,6 @@
 """Signal heads against OpenAssistant's humans: trained models, each scored on trees it never saw.
 
-    python bench/heads.py [--trees ../shared/data/oasst/en_100_tree.jsonl] [--folds 5] [--steps 60]
+    python bench/heads.py [--trees ../shared/data/oasst/en_100_tree.jsonl] [--folds 4] [--steps 20] [--seed 0]
 
 The OpenAssistant trees are split by tree into ``--folds`` folds; for each fold, three reward models are
 trained on the other trees with the trainer's own code (the bundled MiniLM, CPU) and scored on the fold:
@@ -100,16 +100,12 @@ def train(model: str, replies: Sequence[Reply], config: TrainConfig, base: Path,
     return out
 
 
-def head_scores(scorer: RewardScorer, texts: list[str]) -> dict[str, list[float]]:
-    return scorer.score_texts(texts).by_head()
-
-
 def measure(scorer: RewardScorer, held: Sequence[Reply], pairs: Sequence[PreferencePair]) -> dict[str, dict]:
     """Per head of the checkpoint: thumbs AUC and rank agreement on ``held``, accuracy on ``pairs``."""
     layout = scorer.spec.layout
-    on_replies = head_scores(scorer, [render(*prompt(r), r.text, layout) for r in held])
-    chosen = head_scores(scorer, [render(p.history, p.query, p.chosen, layout) for p in pairs])
-    rejected = head_scores(scorer, [render(p.history, p.query, p.rejected, layout) for p in pairs])
+    on_replies = scorer.score_texts([render(*prompt(r), r.text, layout) for r in held]).by_head()
+    chosen = scorer.score_texts([render(p.history, p.query, p.chosen, layout) for p in pairs]).by_head()
+    rejected = scorer.score_texts([render(p.history, p.query, p.rejected, layout) for p in pairs]).by_head()
     figures = {}
     for head, values in on_replies.items():
         by_id = dict(zip((r.node_id for r in held), values, strict=True))
@@ -167,11 +163,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trees", type=Path, default=DEFAULT)
     parser.add_argument("--labeler", default="rules")
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--folds", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--max-pairs", type=int, default=200)
+    parser.add_argument("--max-length", type=int, default=96)
+    parser.add_argument("--max-pairs", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     settings = TacitSettings(precision="float32", max_length=args.max_length)

@@ -17,7 +17,13 @@ from tacit.core.settings import TacitSettings
 from tacit.model.ordinal import classification_layer, rewards_from_logits
 from tacit.model.scoring import RewardScorer
 from tacit.trainer.evaluate import evaluate_checkpoint
-from tacit.trainer.model import init_thresholds, load_reward_model, ordinal_loss, save_reward_model, signal_head_loss
+from tacit.trainer.model import (
+    init_thresholds,
+    load_reward_model,
+    ordinal_loss,
+    save_reward_model,
+    signal_head_loss,
+)
 from tacit.trainer.train import TrainConfig, _loader, ordinal_batch_loss, split_examples, train_reward_model
 
 HEADS = (THUMBS_UP, CONTINUE)
@@ -141,8 +147,8 @@ def test_batches_carry_a_mask_per_head_and_for_the_level(tiny_backbone: Path) ->
 def test_unanswered_replies_train_only_with_heads() -> None:
     examples = [*rated(40), *(unanswered(i) for i in range(10))]
 
-    with_heads = sum(split_examples(examples, TINY), [])
-    without = sum(split_examples(examples, replace(TINY, heads=())), [])
+    with_heads = [example for part in split_examples(examples, TINY) for example in part]
+    without = [example for part in split_examples(examples, replace(TINY, heads=())) for example in part]
 
     assert sum(e.level is None for e in with_heads) == 10
     assert all(e.level is not None for e in without) and len(without) == 40
