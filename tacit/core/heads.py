@@ -37,9 +37,11 @@ def thumbs_up_target(signals: Iterable[SignalEvent], rule: FusionRule = DEFAULT_
     return None if total == 0 else float(total > 0)
 
 
-def signal_heads(names: Iterable[str]) -> tuple[str, ...]:
-    """The heads named, checked and in their canonical order, each once."""
-    chosen = set(names)
+def signal_heads(names: str | Iterable[str]) -> tuple[str, ...]:
+    """The heads named (a list, or a comma-separated string as in ``TACIT_TRAIN_HEADS`` and ``--heads``),
+    checked and in their canonical order, each once."""
+    listed = names.split(",") if isinstance(names, str) else names
+    chosen = {name.strip() for name in listed if name.strip()}
     unknown = chosen - set(SIGNAL_HEADS)
     if unknown:
         raise ValueError(f"Unknown head {', '.join(sorted(unknown))}; choose from {', '.join(SIGNAL_HEADS)}.")

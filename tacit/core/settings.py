@@ -251,16 +251,9 @@ class TacitSettings(BaseSettings):
 
     @field_validator("train_heads", mode="before")
     @classmethod
-    def _comma_separated(cls, value: object) -> object:
-        """``thumbs_up,continue`` from the environment or a TOML string; a list passes as it is."""
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
-
-    @field_validator("train_heads")
-    @classmethod
-    def _known_heads(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return signal_heads(value)
+    def _known_heads(cls, value: object) -> object:
+        """``thumbs_up,continue`` from the environment or a TOML string, or a list; checked, in order."""
+        return signal_heads(value) if isinstance(value, (str, list, tuple)) else value
 
     @field_validator("data_dir")
     @classmethod

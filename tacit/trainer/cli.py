@@ -88,7 +88,7 @@ def _signal_heads(value: str) -> tuple[str, ...]:
     from tacit.core.heads import signal_heads
 
     try:
-        return signal_heads(part.strip() for part in value.split(",") if part.strip())
+        return signal_heads(value)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
 
