@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import (
+    AutoConfig,
     AutoTokenizer,
     DataCollatorWithPadding,
     PreTrainedModel,
@@ -147,6 +148,8 @@ def train_reward_model(
     scheme = label_scheme(config.label_scheme)
     train, holdout = split_examples(examples, config)
 
+    if incremental:
+        _require_same_heads(base_model, config.heads)
     set_seed(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(base_model, truncation_side="left")
     model = load_reward_model(base_model, scheme.num_classes, config.head, len(config.heads))
@@ -175,6 +178,16 @@ def train_reward_model(
         )
     state.unlink(missing_ok=True)
     return TrainResult(metrics=metrics, output_dir=output_dir, holdout=holdout)
+
+
+def _require_same_heads(champion: Path, heads: Sequence[str]) -> None:
+    """An incremental run keeps the champion's classification layer, so it must have the same outputs:
+    transformers would otherwise fail on the layer's shape, naming neither model's heads."""
+    trained = tuple((getattr(AutoConfig.from_pretrained(champion), "tacit", None) or {}).get("heads", ()))
+    if trained != tuple(heads):
+        raise TacitError(
+            f"The model to continue from has the signal heads {list(trained)}, this run asks for {list(heads)}; "
+            "train with the same TACIT_TRAIN_HEADS, or from the base model (without --incremental).")
 
 
 def _known_targets(examples: Sequence[RewardExample], head: str) -> list[float]:

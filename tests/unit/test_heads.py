@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from tacit.core.domain import SIGNAL, Message, Role, SignalEvent
+from tacit.core.errors import TacitError
 from tacit.core.examples import RewardExample, ended_reply, head_target, label_scheme, with_head_targets
 from tacit.core.heads import CONTINUE, SATISFACTION, THUMBS_UP, signal_heads, thumbs_up_target
 from tacit.core.settings import TacitSettings
@@ -192,6 +193,13 @@ def test_a_checkpoint_records_its_heads_and_serves_each(trained, tiny_backbone: 
     weight = classification_layer(plain)[1].weight
     assert torch.equal(weight[:4], weight[:1].expand(4, -1))  # CORAL thresholds; the heads are free rows
     assert not torch.equal(weight[4], weight[0])
+
+
+def test_continuing_a_model_needs_the_same_heads(trained, tmp_path: Path) -> None:
+    examples = [*rated(48), *(unanswered(i) for i in range(16))]
+
+    with pytest.raises(TacitError, match=r"signal heads \['thumbs_up', 'continue'\], this run asks for \[\]"):
+        train_reward_model(examples, replace(TINY, heads=()), trained.output_dir, tmp_path, incremental=True)
 
 
 def test_each_signal_head_is_evaluated_on_the_holdout(trained) -> None:
