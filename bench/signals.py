@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 from statistics import mean
@@ -51,6 +51,10 @@ class Reply:
     rank: int | None
     thumbs: list[bool]  # one per volunteer: True for +1
     levels: list[int]  # the labeler's level of each follow-up
+    tree: str = ""  # the message tree's id
+    above: tuple[Message, ...] = ()  # the conversation before it, oldest first
+    text: str = ""
+    reactions: list[str] = field(default_factory=list)  # its other emojis, one per volunteer
 
 
 def walk(node: dict, above: tuple[Message, ...] = ()) -> Iterator[tuple[dict, tuple[Message, ...]]]:
@@ -65,12 +69,16 @@ def walk(node: dict, above: tuple[Message, ...] = ()) -> Iterator[tuple[dict, tu
 def read_replies(path: Path, labeler_name: str) -> list[Reply]:
     replies, candidates, owners = [], [], []
     for line in path.read_text().splitlines():
-        for node, above in walk(json.loads(line)["prompt"]):
+        tree = json.loads(line)
+        for node, above in walk(tree["prompt"]):
             if node["role"] != "assistant":
                 continue
             emojis = node.get("emojis") or {}
+            reactions = [name for name, count in emojis.items() if name not in ("+1", "-1")
+                         and not name.startswith("_skip") for _ in range(count)]
             reply = Reply(node["message_id"], node.get("parent_id", ""), node.get("rank"),
-                          [True] * emojis.get("+1", 0) + [False] * emojis.get("-1", 0), [])
+                          [True] * emojis.get("+1", 0) + [False] * emojis.get("-1", 0), [],
+                          tree["message_tree_id"], above, node["text"], reactions)
             replies.append(reply)
             response = Message(Role.ASSISTANT, node["text"], len(above))
             for followup in node.get("replies") or []:
@@ -106,15 +114,19 @@ SCORES = {
 }
 
 
-def auc_against_thumbs(replies: list[Reply]) -> dict[str, float]:
+Score = Callable[[Reply, list[bool]], float]  # a message and the thumbs it may use -> its score
+
+
+def auc_against_thumbs(replies: list[Reply], scores: Mapping[str, Score] = SCORES) -> dict[str, float]:
     """Each score's ROC-AUC on every volunteer's thumb, the scored message fused without that thumb."""
     targets = [target for reply in replies for target in reply.thumbs]
     return {name: roc_auc_score(targets, [score(reply, reply.thumbs[:i] + reply.thumbs[i + 1:])
                                           for reply in replies for i in range(len(reply.thumbs))])
-            for name, score in SCORES.items()}
+            for name, score in scores.items()}
 
 
-def rank_agreement(replies: list[Reply]) -> dict[str, tuple[float, float, float, int]]:
+def rank_agreement(replies: list[Reply],
+                   scores: Mapping[str, Score] = SCORES) -> dict[str, tuple[float, float, float, int]]:
     """Per score: (accuracy, agreement where it separates the siblings, share it separates, pairs)."""
     siblings: dict[str, list[Reply]] = {}
     for reply in replies:
@@ -123,7 +135,7 @@ def rank_agreement(replies: list[Reply]) -> dict[str, tuple[float, float, float,
     pairs = [sorted(pair, key=lambda r: r.rank) for group in siblings.values() for pair in combinations(group, 2)
              if pair[0].rank != pair[1].rank]
     result = {}
-    for name, score in SCORES.items():
+    for name, score in scores.items():
         gaps = [score(better, better.thumbs) - score(worse, worse.thumbs) for better, worse in pairs]
         separated = [gap for gap in gaps if gap]
         agree = sum(gap > 0 for gap in separated) / len(separated) if separated else float("nan")

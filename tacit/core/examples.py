@@ -1,7 +1,9 @@
 """Training examples from the feedback table: what a reward model reads, the level it should predict.
 
 With a fusion rule (``TACIT_FEEDBACK_FUSION``), each example's level is its follow-up label combined with
-the feedback signals on its reply (:mod:`tacit.core.fusion`); ``fusion`` keeps the reason.
+the feedback signals on its reply (:mod:`tacit.core.fusion`); ``fusion`` keeps the reason. With signal heads
+(``TACIT_TRAIN_HEADS``, :mod:`tacit.core.heads`), examples also carry those heads' targets, and the replies
+that ended their conversation join as examples of the ``continue`` head alone (no level).
 
 A label scheme decides which satisfaction levels become ordinal classes. The split keeps every user on one
 side, so the holdout measures how the model generalises to people it has never seen (WildReward: more
@@ -13,21 +15,22 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from operator import attrgetter
 from typing import Literal
 
-from sqlalchemy import Select, and_, func, select
+from sqlalchemy import Select, and_, exists, func, select
 from sqlalchemy.engine import Engine, Row
 from sqlalchemy.orm import aliased
 
 from tacit.core.db import FeedbackRow, MessageRow
-from tacit.core.domain import REFINED, Message, Role, SatisfactionLevel
+from tacit.core.domain import REFINED, Message, Role, SatisfactionLevel, SignalEvent
 from tacit.core.fusion import FOLLOWUP, FusionRule, fuse
-from tacit.core.signals import load_signals
+from tacit.core.heads import CONTINUE, THUMBS_UP, thumbs_up_target
+from tacit.core.signals import MessageKey, load_signals
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +43,22 @@ class RewardExample:
     history: tuple[Message, ...]  # messages before the query, oldest first
     query: str  # empty when the rated reply opened the conversation
     response: str
-    level: int
+    level: int | None  # None: no follow-up label (a reply that ended its conversation), for signal heads only
     created_at: datetime | None = None  # when the rated reply was sent
     probabilities: tuple[float, ...] | None = None  # the labeler's P(level 1..5), when it gives them
     response_turn: int | None = None
     fusion: str | None = None  # why signals moved, confirmed or contested the level; None: none counted
+    thumbs_up: float | None = None  # the thumbs_up head's target; None: no verdict on the reply
+    continued: bool | None = None  # the continue head's target; None: not read for signal heads
+
+
+def head_target(example: RewardExample, head: str) -> float | None:
+    """``example``'s target for the signal head ``head``, None where it teaches that head nothing."""
+    if head == THUMBS_UP:
+        return example.thumbs_up
+    if head == CONTINUE:
+        return None if example.continued is None else float(example.continued)
+    raise ValueError(f"No target for head {head!r}.")
 
 
 @dataclass(frozen=True)
@@ -107,9 +121,10 @@ def label_scheme(name: str) -> LabelScheme:
 
 
 def load_examples(engine: Engine, selection: Selection = Selection(),
-                  fusion: FusionRule | None = None) -> list[RewardExample]:
+                  fusion: FusionRule | None = None, ended_after: timedelta | None = None) -> list[RewardExample]:
     """Every selected rating with its conversation so far, its level fused with its reply's signals when
-    ``fusion`` is given.
+    ``fusion`` is given. With ``ended_after`` (for signal heads), the ratings carry the heads' targets and
+    are followed by the replies that ended their conversation more than that long ago.
 
     One query returns each rating's messages up to the rated reply, ordered so that the rows of one rating
     arrive together; they are streamed and folded into examples without holding the result set.
@@ -148,17 +163,23 @@ def load_examples(engine: Engine, selection: Selection = Selection(),
             "%d ratings skipped: their query or response message is not in the messages table.",
             len(folded) - len(examples),
         )
-    return examples if fusion is None else with_signals(engine, examples, fusion, selection.tenants)
+    if fusion is None and ended_after is None:
+        return examples
+    signals = load_signals(engine, selection.tenants)
+    if fusion is not None:
+        examples = with_signals(examples, signals, fusion)
+    if ended_after is not None:
+        examples = with_head_targets(examples, signals) + load_ended_replies(engine, selection, ended_after)
+    return examples
 
 
-def with_signals(engine: Engine, examples: list[RewardExample], rule: FusionRule,
-                 tenants: Sequence[str] = ()) -> list[RewardExample]:
-    """``examples`` with their levels fused with the stored signals on their replies.
+def with_signals(examples: list[RewardExample], signals: Mapping[MessageKey, Sequence[SignalEvent]],
+                 rule: FusionRule) -> list[RewardExample]:
+    """``examples`` with their levels fused with the signals on their replies.
 
     A level that signals changed loses the labeler's probabilities: they describe the follow-up alone, and
     soft targets from them would teach the old level.
     """
-    signals = load_signals(engine, tenants)
     fused = []
     for example in examples:
         key = (example.tenant, example.conversation_id, example.response_turn)
@@ -171,6 +192,71 @@ def with_signals(engine: Engine, examples: list[RewardExample], rule: FusionRule
     counts = Counter(example.fusion is not None for example in fused)
     logger.info("Fusion: signals counted on %d of %d examples.", counts[True], len(fused))
     return fused
+
+
+def with_head_targets(examples: Sequence[RewardExample],
+                      signals: Mapping[MessageKey, Sequence[SignalEvent]]) -> list[RewardExample]:
+    """Follow-up-labeled ``examples`` with their signal heads' targets: every one was continued (its
+    follow-up is what labeled it), and its thumbs target is the verdict of the signals on its reply."""
+    return [replace(example, continued=True, thumbs_up=thumbs_up_target(
+        signals.get((example.tenant, example.conversation_id, example.response_turn), ())))
+        for example in examples]
+
+
+def ended_reply(tenant: str, conversation_id: str, messages: Sequence[Message], user_id: str | None = None,
+                created_at: datetime | None = None) -> RewardExample | None:
+    """The last message of a conversation as a ``continue`` example with target 0, when it is an assistant
+    reply the user never answered; None otherwise.
+
+    It gets no level and no thumbs target: without a follow-up it never went through the worker's refinement
+    filters, so it teaches only the head that exists to learn from it.
+    """
+    if not messages or messages[-1].role != Role.ASSISTANT:
+        return None
+    *before, response = messages
+    asked = bool(before) and before[-1].role == Role.USER
+    return RewardExample(
+        tenant=tenant, conversation_id=conversation_id, user_id=user_id,
+        history=tuple(before[:-1] if asked else before), query=before[-1].content if asked else "",
+        response=response.content, level=None, created_at=created_at, response_turn=response.turn_index,
+        continued=False,
+    )
+
+
+def load_ended_replies(engine: Engine, selection: Selection = Selection(),
+                       idle: timedelta = timedelta(minutes=10)) -> list[RewardExample]:
+    """The replies that ended their conversation: the conversation's last message, an assistant one, sent
+    more than ``idle`` ago (a user who had that long to answer and did not). The selection's tenants and
+    time range apply; its labelers, stages and levels do not, since these replies have no label."""
+    later = aliased(MessageRow)
+    last = (select(MessageRow.tenant, MessageRow.conversation_id, MessageRow.turn_index)
+            .where(MessageRow.role == Role.ASSISTANT.value,
+                   MessageRow.created_at < datetime.now(UTC) - idle,
+                   ~exists().where(later.tenant == MessageRow.tenant,
+                                   later.conversation_id == MessageRow.conversation_id,
+                                   later.turn_index > MessageRow.turn_index)))
+    if selection.tenants:
+        last = last.where(MessageRow.tenant.in_(selection.tenants))
+    if selection.since is not None:
+        last = last.where(MessageRow.created_at >= selection.since)
+    if selection.until is not None:
+        last = last.where(MessageRow.created_at < selection.until)
+    ended = last.subquery()
+    statement = (select(MessageRow).join(ended, and_(MessageRow.tenant == ended.c.tenant,
+                                                     MessageRow.conversation_id == ended.c.conversation_id))
+                 .order_by(MessageRow.tenant, MessageRow.conversation_id, MessageRow.turn_index))
+    with engine.connect() as connection:
+        rows = connection.execute(statement).all()
+    examples = []
+    for (tenant, conversation_id), group in groupby(rows, key=attrgetter("tenant", "conversation_id")):
+        turns = list(group)
+        users = [row.user_id for row in turns if row.user_id is not None]
+        example = ended_reply(tenant, conversation_id, [Message(Role(row.role), row.content, row.turn_index)
+                                                        for row in turns],
+                              users[-1] if users else None, turns[-1].created_at)
+        if example is not None:
+            examples.append(example)
+    return examples
 
 
 def labeler_versions(engine: Engine, selection: Selection = Selection()) -> dict[str, int]:
@@ -291,7 +377,7 @@ def user_key(example: RewardExample) -> str:
 
 def balance_report(examples: Iterable[RewardExample], scheme: LabelScheme) -> str:
     """One line for people: how many examples per level the scheme keeps, and how many it drops."""
-    counts = Counter(example.level for example in examples)
+    counts = Counter(example.level for example in examples if example.level is not None)
     kept = sum(counts[level] for level in scheme.levels)
     parts = [
         f"{SatisfactionLevel(level).name.lower().replace('_', ' ')} {counts[level]} "

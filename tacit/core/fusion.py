@@ -21,7 +21,7 @@ what they thought of the reply. The rule is deliberately small, so that every ta
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -79,8 +79,7 @@ DEFAULT_RULE = FusionRule()
 
 def fuse(level: int, signals: Iterable[SignalEvent], rule: FusionRule = DEFAULT_RULE) -> Fused:
     """The target for a reply whose follow-up was labeled ``level`` and that received ``signals``."""
-    counted = [(signal, rule.vote(signal) * rule.weights.get(signal.signal, 0.0)) for signal in signals]
-    counted = [(signal, vote) for signal, vote in counted if vote]
+    counted = votes(signals, rule)
     total = sum(vote for _, vote in counted)
     if total == 0:
         reason = "signals cancel out" if counted else "no signal"
@@ -93,6 +92,14 @@ def fuse(level: int, signals: Iterable[SignalEvent], rule: FusionRule = DEFAULT_
         return Fused(pushed, SIGNALS, f"follow-up {level} -> {pushed} by {names}")
     winner = {"signals": pushed, "followup": level, "neutral": int(SatisfactionLevel.NEUTRAL)}[rule.conflict]
     return Fused(winner, CONFLICT, f"follow-up {level} against {names}; {rule.conflict} win: {winner}")
+
+
+def votes(signals: Iterable[SignalEvent], rule: FusionRule = DEFAULT_RULE,
+          kinds: Collection[str] | None = None) -> list[tuple[SignalEvent, float]]:
+    """Every signal that counts (of ``kinds``, when given) with its weighted vote, in order."""
+    counted = [(signal, rule.vote(signal) * rule.weights.get(signal.signal, 0.0)) for signal in signals
+               if kinds is None or signal.signal in kinds]
+    return [(signal, vote) for signal, vote in counted if vote]
 
 
 def describe(signal: SignalEvent) -> str:

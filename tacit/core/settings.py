@@ -13,15 +13,18 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from tacit.core.heads import signal_heads
 
 Precision = Literal["auto", "float32"]
 Quantization = Literal["int8"]  # of a served model's Linear layers
@@ -122,6 +125,9 @@ class TacitSettings(BaseSettings):
     learning_rate: float = Field(5e-5, gt=0, description="Peak learning rate of the reward model.")
     holdout_fraction: float = Field(0.1, ge=0, lt=1, description="Share of users held out for evaluation.")
     seed: int = Field(0, description="Seed of the user split and of training.")
+    train_heads: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="Signal heads trained beside the ordinal one on the same backbone, comma-separated: "
+        "thumbs_up (P(a positive thumbs/reaction/rating)), continue (P(the user answered the reply)); empty: none.")
 
     # --- trainer: evaluation, promotion gate, schedule ---
     model_events_topic: str = Field("model-events", description="Kafka topic announcing promotions.")
@@ -150,6 +156,9 @@ class TacitSettings(BaseSettings):
     serve_max_wait_ms: float = Field(2.0, ge=0, description="Longest a text waits for others to join its batch.")
     serve_threads: int | None = Field(None, ge=1, description="Torch CPU threads; unset: one fewer than the CPUs.")
     serve_poll_s: float = Field(5.0, gt=0, description="Registry check interval when no promotion is heard.")
+    serve_reward_head: str = Field(
+        "satisfaction", description="The head whose output /get_reward returns: satisfaction (the ordinal "
+        "reward), or a signal head the served checkpoint has (its probability).")
     serve_ray_min_replicas: int = Field(1, ge=1, description="`tacit serve --ray`: autoscaling floor.")
     serve_ray_max_replicas: int = Field(1, ge=1, description="`tacit serve --ray`: autoscaling ceiling.")
     serve_ray_target_requests: int = Field(8, ge=1, description="Ongoing requests per replica to aim for.")
@@ -243,6 +252,12 @@ class TacitSettings(BaseSettings):
         None, description="Shared secret of the webhook's X-Tacit-Signature (HMAC-SHA256 of the body).")
     dashboard_alert_webhook_retries: int = Field(
         3, ge=0, description="Retries of a failed webhook POST, with backoff.")
+
+    @field_validator("train_heads", mode="before")
+    @classmethod
+    def _known_heads(cls, value: object) -> object:
+        """``thumbs_up,continue`` from the environment or a TOML string, or a list; checked, in order."""
+        return signal_heads(value) if isinstance(value, (str, list, tuple)) else value
 
     @field_validator("data_dir")
     @classmethod

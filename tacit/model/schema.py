@@ -81,6 +81,9 @@ class ScoreResponse(BaseModel):
     levels: list[int]  # the satisfaction level of each of the K classes
     model_version: int | None
     truncated: list[Truncation] = Field(default_factory=list)  # only the items that did not fit
+    # One list per head, one value per item: ``satisfaction`` (the rewards) and each signal head the model
+    # has (its probability, e.g. ``thumbs_up``, ``continue``).
+    heads: dict[str, list[float]] = Field(default_factory=dict)
 
 
 class Pair(_Strict):
@@ -133,3 +136,5 @@ class ModelInfo(BaseModel):
     levels: list[int]
     max_length: int
     device: str
+    heads: list[str] = Field(default_factory=list)  # satisfaction, then the model's signal heads
+    reward_head: str = "satisfaction"  # whose output /get_reward returns (TACIT_SERVE_REWARD_HEAD)

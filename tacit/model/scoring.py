@@ -4,8 +4,8 @@ Shared by the trainer (evaluation) and the scoring service, so a model is measur
 
 Checkpoints are plain Hugging Face sequence-classification models with K-1 threshold logits, so the
 published WildReward checkpoints load the same way as Tacit's own. What transformers does not know (which
-layout renders the input, which satisfaction level each class stands for) travels in the ``tacit``
-attribute of config.json.
+layout renders the input, which satisfaction level each class stands for, which signal heads follow the
+thresholds) travels in the ``tacit`` attribute of config.json.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from transformers import (
 )
 
 from tacit.core.errors import TacitError
+from tacit.core.heads import SATISFACTION
 from tacit.core.settings import Quantization, TacitSettings
 from tacit.model import layouts
 from tacit.model.hardware import compute_dtype, default_device
@@ -45,23 +46,30 @@ class CheckpointSpec:
     layout: Layout
     levels: tuple[int, ...]
     max_length: int
+    heads: tuple[str, ...] = ()  # signal heads, one logit each after the K-1 thresholds
+
+    @property
+    def thresholds(self) -> int:
+        return len(self.levels) - 1
 
     @classmethod
     def from_config(cls, config: PretrainedConfig, default_max_length: int) -> CheckpointSpec:
         """A checkpoint without the attribute is taken for a published WildReward one: that layout and
-        levels 1..K."""
+        levels 1..K; one without ``heads`` has the thresholds alone."""
         spec = getattr(config, "tacit", None) or {}
+        heads = tuple(spec.get("heads", ()))
         levels = tuple(spec.get("levels", range(1, config.num_labels + 2)))
-        if len(levels) != config.num_labels + 1:
+        if len(levels) + len(heads) != config.num_labels + 1:
             raise CheckpointError(
-                f"config.json lists {len(levels)} levels {list(levels)} but the model has "
-                f"{config.num_labels} threshold logits; an ordinal head over K levels needs K-1. "
-                "Re-export the checkpoint."
+                f"config.json lists {len(levels)} levels {list(levels)} and {len(heads)} signal heads but the "
+                f"model has {config.num_labels} logits; an ordinal head over K levels needs K-1, and each "
+                "signal head one more. Re-export the checkpoint."
             )
         layout = spec.get("layout", "wildreward")
         if layout not in LAYOUTS:
             raise CheckpointError(f"config.json names layout {layout!r}; Tacit knows {', '.join(LAYOUTS)}.")
-        return cls(layout=layout, levels=levels, max_length=int(spec.get("max_length", default_max_length)))
+        return cls(layout=layout, levels=levels, max_length=int(spec.get("max_length", default_max_length)),
+                   heads=heads)
 
 
 Features = dict[str, list[int]]  # one text's tokenizer output: input_ids, attention_mask, ...
@@ -70,6 +78,13 @@ Features = dict[str, list[int]]  # one text's tokenizer output: input_ids, atten
 class Scores(NamedTuple):
     rewards: list[float]  # expected ordinal class on the 1..K scale
     level_probabilities: list[list[float]]  # K per text
+    heads: list[dict[str, float]]  # per text, each signal head's probability (empty without signal heads)
+
+    def by_head(self) -> dict[str, list[float]]:
+        """Every head's outputs, one per text: the ordinal reward under ``satisfaction``, each signal head's
+        probability under its name."""
+        names = self.heads[0].keys() if self.heads else ()
+        return {SATISFACTION: self.rewards, **{name: [row[name] for row in self.heads] for name in names}}
 
 
 class RewardScorer:
@@ -159,14 +174,16 @@ class RewardScorer:
     @torch.inference_mode()
     def score_encoded(self, features: Sequence[Features]) -> Scores:
         if not features:
-            return Scores([], [])
+            return Scores([], [], [])
         order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]), reverse=True)
         logits = torch.empty(len(features), self.model.config.num_labels)
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
             batch = self.tokenizer.pad([features[i] for i in chunk], return_tensors="pt").to(self.device)
             logits[chunk] = self.model(**batch).logits.float().cpu()
-        return Scores(rewards_from_logits(logits).tolist(), level_probabilities(logits).tolist())
+        thresholds, signals = logits[:, : self.spec.thresholds], torch.sigmoid(logits[:, self.spec.thresholds :])
+        heads = [dict(zip(self.spec.heads, row, strict=True)) for row in signals.tolist()]
+        return Scores(rewards_from_logits(thresholds).tolist(), level_probabilities(thresholds).tolist(), heads)
 
 
 # Replies of clearly different quality, so that a collapsed model would also show in the rewards. The trainer

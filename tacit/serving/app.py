@@ -24,6 +24,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from tacit.core.api_auth import api_key_header, authenticate, bearer, rate_limiter
 from tacit.core.api_limits import BodyLimit
 from tacit.core.apikeys import KeyVerifier
+from tacit.core.heads import SATISFACTION
 from tacit.core.settings import TacitSettings
 from tacit.model.schema import (
     CompareRequest,
@@ -61,6 +62,7 @@ class Service:
     slots: ModelSlots
     metrics: ServiceMetrics
     following_champion: bool
+    reward_head: str = SATISFACTION  # whose output /get_reward returns
     batcher: MicroBatcher | None = None
     tokenizer: ThreadPoolExecutor | None = None
     tasks: list[asyncio.Task] = field(default_factory=list)
@@ -128,6 +130,7 @@ async def score(request: ScoreRequest, state: Served, tenant: Caller) -> ScoreRe
             levels=list(served.scorer.spec.levels),
             model_version=served.version,
             truncated=truncated,
+            heads=scores.by_head(),
         )
 
 
@@ -151,7 +154,8 @@ async def get_reward(request: RewardRequest, state: Served, tenant: Caller) -> J
         encoded = await state.encode(served.encode_texts, request.query)
         scores, truncated = await state.score_encoded(served, encoded)
         headers = {TRUNCATED_HEADER: ",".join(str(t.index) for t in truncated)} if truncated else None
-        return JSONResponse(RewardResponse(rewards=scores.rewards).model_dump(), headers=headers)
+        rewards = scores.by_head()[state.reward_head]
+        return JSONResponse(RewardResponse(rewards=rewards).model_dump(), headers=headers)
 
 
 @probes.get("/healthz")
@@ -193,6 +197,8 @@ async def model_info(state: Served, tenant: Caller) -> ModelInfo:
         levels=list(served.scorer.spec.levels),
         max_length=served.max_length,
         device=str(served.scorer.device),
+        heads=[SATISFACTION, *served.scorer.spec.heads],
+        reward_head=state.reward_head,
     )
 
 
@@ -205,7 +211,8 @@ def create_app(
     """Serves ``model``; with a ``follower`` factory, also each champion promoted later, the tenants' own
     included (hot swap). With ``keys``, scoring needs a valid API key, and its tenant picks the model; health,
     readiness and metrics never do (probes carry none)."""
-    state = Service(ModelSlots(ModelSlot(model)), ServiceMetrics(), following_champion=follower is not None)
+    state = Service(ModelSlots(ModelSlot(model)), ServiceMetrics(), following_champion=follower is not None,
+                    reward_head=settings.serve_reward_head)
     state.metrics.model_version.set(-1 if model.version is None else model.version)
 
     @asynccontextmanager

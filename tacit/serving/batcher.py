@@ -50,12 +50,14 @@ class _Request:
     arrived: float = field(default_factory=time.monotonic)
     rewards: list[float] = field(init=False)
     probabilities: list[list[float]] = field(init=False)
+    heads: list[dict[str, float]] = field(init=False)
     waiting: list[int] = field(init=False)  # indices not yet in a batch, longest first
     unscored: int = field(init=False)
 
     def __post_init__(self) -> None:
         self.rewards = [0.0] * len(self.features)
         self.probabilities = [[]] * len(self.features)
+        self.heads = [{}] * len(self.features)
         self.waiting = sorted(range(len(self.features)), key=lambda i: -self.length(i))
         self.unscored = len(self.features)
 
@@ -108,7 +110,7 @@ class MicroBatcher:
 
     async def score(self, model: ServedModel, features: Sequence[Features]) -> Scores:
         if not features:
-            return Scores([], [])
+            return Scores([], [], [])
         request = _Request(model, features, asyncio.get_running_loop().create_future())
         self._requests.append(request)
         self._arrived.set()
@@ -150,9 +152,10 @@ class MicroBatcher:
             return
         longest = max(len(item["input_ids"]) for item in features)
         self._observe(len(batch), longest * len(batch), time.monotonic() - started)
-        for (request, index), reward, probabilities in zip(batch, *scores, strict=True):
+        for (request, index), reward, probabilities, heads in zip(batch, *scores, strict=True):
             request.rewards[index] = reward
             request.probabilities[index] = probabilities
+            request.heads[index] = heads
             request.unscored -= 1
             if not request.unscored and not request.done.done():
-                request.done.set_result(Scores(request.rewards, request.probabilities))
+                request.done.set_result(Scores(request.rewards, request.probabilities, request.heads))

@@ -15,10 +15,11 @@ from typing import Any
 
 import psutil
 
+from tacit.core.heads import SATISFACTION
 from tacit.core.settings import TacitSettings
 from tacit.model import layouts
 from tacit.model.schema import ChatItem, Item, Truncation
-from tacit.model.scoring import Features, RewardScorer
+from tacit.model.scoring import CheckpointError, Features, RewardScorer
 
 
 def torch_threads(settings: TacitSettings) -> int:
@@ -30,10 +31,19 @@ def torch_threads(settings: TacitSettings) -> int:
 
 
 def load_scorer(checkpoint: Path, settings: TacitSettings) -> RewardScorer:
-    """A checkpoint as the service runs it: on its share of the cores, int8 where TACIT_SERVE_QUANTIZE asks."""
-    return RewardScorer.load(
+    """A checkpoint as the service runs it: on its share of the cores, int8 where TACIT_SERVE_QUANTIZE asks.
+    A checkpoint without the head /get_reward serves is refused here, so that a swap keeps the model it has
+    instead of failing every /get_reward request."""
+    scorer = RewardScorer.load(
         checkpoint, settings, threads=torch_threads(settings), quantize=settings.serve_quantize
     )
+    served = (SATISFACTION, *scorer.spec.heads)
+    if settings.serve_reward_head not in served:
+        raise CheckpointError(
+            f"TACIT_SERVE_REWARD_HEAD is {settings.serve_reward_head!r} but {checkpoint.name} has the heads "
+            f"{', '.join(served)}; name one of them, or serve a checkpoint trained with that head "
+            "(TACIT_TRAIN_HEADS).")
+    return scorer
 
 
 class ResponseTooLongError(ValueError):

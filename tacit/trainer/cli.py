@@ -37,6 +37,8 @@ def train(
     scheme: Annotated[str | None, typer.Option(help="'five' (all levels) or 'wildfb' (neutral dropped, 4 classes) [default: see docs/training.md].")] = None,
     layout: Annotated[str | None, typer.Option(help="Model input: 'compact', 'exchange', 'reply' or 'wildreward'.")] = None,
     head: Annotated[str | None, typer.Option(help="'coral' (rank-consistent, default) or 'independent' (WildReward).")] = None,
+    heads: Annotated[str | None, typer.Option(help="Signal heads beside the ordinal one, comma-separated: "
+                                              "thumbs_up, continue (default: TACIT_TRAIN_HEADS).")] = None,
     accumulate: Annotated[int, typer.Option(min=1, help="Gradient accumulation: batches per optimizer step.")] = 1,
     class_weighting: Annotated[bool, typer.Option(help="Weigh every class equally in the loss.")] = False,
     soft_targets: Annotated[bool, typer.Option(help="Learn the labelers' stored probabilities, not just the level.")] = False,
@@ -68,6 +70,8 @@ def train(
                           since=since, until=until)
     chosen = {name: value for name, value in (("split", split), ("label_scheme", scheme), ("layout", layout),
                                               ("head", head)) if value is not None}
+    if heads is not None:
+        chosen["heads"] = _signal_heads(heads)
     try:
         version = run_training(
             wired.settings(), use_ray=ray, steps=steps, selection=selection, incremental=incremental, resume=resume,
@@ -78,6 +82,15 @@ def train(
     except ValueError as exc:  # an unknown choice, named with the valid ones
         raise typer.BadParameter(str(exc)) from None
     wired.print_version(version)
+
+
+def _signal_heads(value: str) -> tuple[str, ...]:
+    from tacit.core.heads import signal_heads
+
+    try:
+        return signal_heads(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def _given_options(ctx: typer.Context, *, leave_out: str) -> list[str]:

@@ -20,7 +20,7 @@ import torch
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 from tacit.core.domain import Message, Role, SatisfactionLevel
-from tacit.core.examples import RewardExample
+from tacit.core.examples import RewardExample, head_target
 from tacit.model.layouts import Layout, render
 from tacit.model.scoring import RewardScorer, canary_rewards
 from tacit.readers.transcripts import parse_hh_transcript
@@ -245,7 +245,8 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Every metric of one checkpoint, scored exactly as the service would score it.
 
-    ``holdout_*``: ordinal metrics on the held-out ratings at the checkpoint's levels; per benchmark,
+    ``holdout_*``: ordinal metrics on the held-out ratings at the checkpoint's levels, and
+    ``holdout_<head>_roc_auc`` per signal head (``head_metrics``); per benchmark,
     ``pairwise_<name>`` (accuracy) and ``margin_curve_<name>``; ``canary_rewards``, which the scoring service
     compares with what the artifact it loads gives, so that it never serves a different model under this name.
     """
@@ -257,10 +258,24 @@ def evaluate_checkpoint(
         classes = torch.tensor([levels.index(example.level) for example in rated])
         found = ordinal_metrics(torch.tensor(scores.level_probabilities), classes, levels)
         metrics.update({f"holdout_{name}": value for name, value in found.items()})
+    metrics.update(head_metrics(scorer, holdout))
     for name, pairs in benchmarks.items():
         scores = pair_scores(
             lambda texts: scorer.score_texts(texts).rewards, pairs, layout=scorer.spec.layout, batch_size=512
         )
         metrics[f"pairwise_{name}"] = _accuracy(scores)
         metrics[f"margin_curve_{name}"] = margin_curve(scores)
+    return metrics
+
+
+def head_metrics(scorer: RewardScorer, holdout: Sequence[RewardExample]) -> dict[str, float]:
+    """ROC-AUC of each signal head's probability on the held-out examples that have its target, where both
+    outcomes occur. Recorded with the version, not gated: the gate compares the reward every model has."""
+    metrics = {}
+    for head in scorer.spec.heads:
+        known = [(example, target) for example in holdout if (target := head_target(example, head)) is not None]
+        if len({target for _, target in known}) < 2:
+            continue
+        rows = scorer.score_texts([scorer.render(e.history, e.query, e.response) for e, _ in known]).heads
+        metrics[f"holdout_{head}_roc_auc"] = float(roc_auc_score([t for _, t in known], [r[head] for r in rows]))
     return metrics

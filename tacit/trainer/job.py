@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,7 @@ def train_config(settings: TacitSettings, steps: int | None = None, **overrides:
         "holdout_fraction": settings.holdout_fraction,
         "seed": settings.seed,
         "precision": settings.precision,
+        "heads": settings.train_heads,
     }
     return TrainConfig(**{**configured, **overrides})
 
@@ -163,7 +165,8 @@ def _run(
     if ray_job_id is not None:
         update_run(engine, run_id, ray_job_id=ray_job_id)
     try:
-        examples = load_examples(engine, selection, FusionRule() if settings.feedback_fusion else None)
+        ended_after = timedelta(seconds=settings.mining_idle_seconds) if config.heads else None
+        examples = load_examples(engine, selection, FusionRule() if settings.feedback_fusion else None, ended_after)
         logger.info("Run %d: %s", run_id, balance_report(examples, label_scheme(config.label_scheme)))
         output_dir = settings.models_dir / f"run-{resume or run_id}"
         job = Job(settings, examples, config, start_from, output_dir, incremental, champion_uri)

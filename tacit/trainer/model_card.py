@@ -73,7 +73,16 @@ def _reading(tacit: Mapping[str, Any], levels: Sequence[int]) -> str:
             "(`config.problem_type` is `multi_label_classification`, so `pipeline(\"text-classification\", "
             "top_k=None)` does). The reward is `1 + sum(sigmoid(logits))`, from 1 to the number of levels, "
             f"as in WildReward. Inputs use the `{tacit['layout']}` text layout (`tacit.model.layouts`), "
-            f"at most {tacit['max_length']} tokens.")
+            f"at most {tacit['max_length']} tokens.{_signal_heads(tacit.get('heads', ()), len(levels) - 1)}")
+
+
+def _signal_heads(heads: Sequence[str], thresholds: int) -> str:
+    """The outputs after the thresholds, where the model has signal heads: the reward reads the first ones only."""
+    if not heads:
+        return ""
+    named = ", ".join(f"`{head}`" for head in heads)
+    return (f"\n\nAfter the thresholds come {len(heads)} signal heads ({named}), one logit each: a sigmoid gives "
+            f"each one's probability. The reward sums the sigmoids of the first {thresholds} logits only.")
 
 
 def _evaluation(metrics: Mapping[str, Any]) -> str:

@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import (
+    AutoConfig,
     AutoTokenizer,
     DataCollatorWithPadding,
     PreTrainedModel,
@@ -30,8 +31,9 @@ from transformers import (
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from tacit.core.errors import TacitError
-from tacit.core.examples import SPLITS, LabelScheme, RewardExample, Split, label_scheme
+from tacit.core.examples import SPLITS, LabelScheme, RewardExample, Split, head_target, label_scheme
 from tacit.core.extras import require
+from tacit.core.heads import signal_heads
 from tacit.core.settings import Precision
 from tacit.model.hardware import autocast, default_device
 from tacit.model.layouts import LAYOUTS, Layout, render
@@ -45,6 +47,7 @@ from tacit.trainer.model import (
     load_reward_model,
     ordinal_loss,
     save_reward_model,
+    signal_head_loss,
 )
 
 MIN_EXAMPLES = 32  # below this a batch or two is all there is, and a holdout of it measures nothing
@@ -76,12 +79,16 @@ class TrainConfig:
     gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% slower
     label_scheme: str = "five"  # the quality benchmark: neutral items kept rank and calibrate better than dropped
     head: Head = "coral"
+    heads: tuple[str, ...] = ()  # signal heads trained beside the ordinal one (tacit.core.heads)
     layout: Layout = "compact"
     seed: int = 0
     precision: Precision = "auto"
 
     def __post_init__(self) -> None:
         label_scheme(self.label_scheme)
+        if signal_heads(self.heads) != tuple(self.heads):
+            raise ValueError(f"heads {self.heads!r}: name each signal head once, in the order "
+                             f"{signal_heads(self.heads)!r}.")
         choices_of = (("head", self.head, HEADS), ("layout", self.layout, LAYOUTS), ("split", self.split, SPLITS))
         for name, value, choices in choices_of:
             if value not in choices:
@@ -110,11 +117,17 @@ class Replica:
 def split_examples(
     examples: Sequence[RewardExample], config: TrainConfig
 ) -> tuple[list[RewardExample], list[RewardExample]]:
-    """(train, holdout) of the examples the label scheme keeps; the same on every call and replica."""
+    """(train, holdout) of the examples the label scheme keeps, and with signal heads of those with a
+    target for one of them; the same on every call and replica."""
     scheme = label_scheme(config.label_scheme)
-    usable = [example for example in examples if scheme.keeps(example)]
-    _require_enough(usable, len(examples), scheme)
+    rated = [example for example in examples if scheme.keeps(example)]
+    _require_enough(rated, len(examples), scheme)
+    usable = [example for example in examples if scheme.keeps(example) or _has_head_target(example, config)]
     return SPLITS[config.split](usable, config.holdout_fraction, config.seed)
+
+
+def _has_head_target(example: RewardExample, config: TrainConfig) -> bool:
+    return any(head_target(example, head) is not None for head in config.heads)
 
 
 def train_reward_model(
@@ -135,13 +148,15 @@ def train_reward_model(
     scheme = label_scheme(config.label_scheme)
     train, holdout = split_examples(examples, config)
 
+    if incremental:
+        _require_same_heads(base_model, config.heads)
     set_seed(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(base_model, truncation_side="left")
-    model = load_reward_model(base_model, scheme.num_classes, config.head)
+    model = load_reward_model(base_model, scheme.num_classes, config.head, len(config.heads))
     ensure_padding(tokenizer, model)
-    classes = [scheme.to_class(example.level) for example in train]
+    classes = [scheme.to_class(example.level) for example in train if scheme.keeps(example)]
     if not incremental:
-        init_thresholds(model, classes)
+        init_thresholds(model, classes, [_known_targets(train, head) for head in config.heads])
     trained = adapt(model, config)
     replicated = replica.prepare(trained.to(replica.device))
 
@@ -159,10 +174,24 @@ def train_reward_model(
     if replica.rank == 0:
         save_reward_model(
             merged(trained), tokenizer, output_dir, levels=scheme.levels, layout=config.layout,
-            max_length=config.max_length,
+            max_length=config.max_length, heads=config.heads,
         )
     state.unlink(missing_ok=True)
     return TrainResult(metrics=metrics, output_dir=output_dir, holdout=holdout)
+
+
+def _require_same_heads(champion: Path, heads: Sequence[str]) -> None:
+    """An incremental run keeps the champion's classification layer, so it must have the same outputs:
+    transformers would otherwise fail on the layer's shape, naming neither model's heads."""
+    trained = tuple((getattr(AutoConfig.from_pretrained(champion), "tacit", None) or {}).get("heads", ()))
+    if trained != tuple(heads):
+        raise TacitError(
+            f"The model to continue from has the signal heads {list(trained)}, this run asks for {list(heads)}; "
+            "train with the same TACIT_TRAIN_HEADS, or from the base model (without --incremental).")
+
+
+def _known_targets(examples: Sequence[RewardExample], head: str) -> list[float]:
+    return [target for target in (head_target(example, head) for example in examples) if target is not None]
 
 
 def adapt(model: PreTrainedModel, config: TrainConfig) -> nn.Module:
@@ -222,8 +251,7 @@ def _loader(
     texts = [render(e.history, e.query, e.response, config.layout) for e in examples]
     encoded = tokenizer(texts, truncation=True, max_length=config.max_length)
     items = [
-        {**{key: values[i] for key, values in encoded.items()}, "labels": scheme.to_class(example.level),
-         "targets": scheme.above(example, config.soft_targets)}
+        {**{key: values[i] for key, values in encoded.items()}, **_targets(example, scheme, config)}
         for i, example in enumerate(examples)
     ]
     sampler = None
@@ -236,13 +264,32 @@ def _loader(
     )
 
 
+def _targets(example: RewardExample, scheme: LabelScheme, config: TrainConfig) -> dict[str, Any]:
+    """One example's training targets. With signal heads, also a 0/1 mask per head and one for the ordinal
+    head, so that each loss leaves out the examples without its target; without, exactly the ordinal ones."""
+    rated = scheme.keeps(example)
+    unrated = [0.0] * (scheme.num_classes - 1)
+    targets = {"labels": scheme.to_class(example.level) if rated else 0,
+               "targets": scheme.above(example, config.soft_targets) if rated else unrated}
+    if not config.heads:
+        return targets
+    known = [head_target(example, head) for head in config.heads]
+    return {**targets, "rated": float(rated), "head_targets": [target or 0.0 for target in known],
+            "head_mask": [float(target is not None) for target in known]}
+
+
 def ordinal_batch_loss(class_weights: torch.Tensor | None = None) -> BatchLoss:
     """The reward model's loss on a batch of rated texts (their classes in ``labels``, their per-threshold
-    targets in ``targets``)."""
+    targets in ``targets``), plus the signal heads' losses where the batch carries their targets; the
+    thresholds are the first logits, the signal heads the rest."""
 
     def loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        classes, targets = batch.pop("labels"), batch.pop("targets")
-        return ordinal_loss(model(**batch).logits, classes, class_weights, targets=targets)
+        classes, targets, rated = batch.pop("labels"), batch.pop("targets"), batch.pop("rated", None)
+        heads = (batch.pop("head_targets"), batch.pop("head_mask")) if "head_targets" in batch else None
+        logits = model(**batch).logits
+        thresholds = targets.shape[-1]
+        total = ordinal_loss(logits[:, :thresholds], classes, class_weights, targets=targets, mask=rated)
+        return total if heads is None else total + signal_head_loss(logits[:, thresholds:], *heads)
 
     return loss
 

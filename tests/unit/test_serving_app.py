@@ -8,14 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from tacit.core.domain import MAX_CONTENT_CHARS
 from tacit.model.client import ScoringClient, ScoringError
 from tacit.model.layouts import Layout, render
 from tacit.model.schema import MAX_ITEMS, ChatItem, TextItem, Turn
-from tacit.model.scoring import RewardScorer
+from tacit.model.scoring import CheckpointError, RewardScorer
 from tacit.serving.app import comparison, create_app
-from tacit.serving.model import ServedModel
+from tacit.serving.model import ServedModel, load_scorer
 from tacit.serving.server import start_in_background
 from tests.helpers.serving import CHAT, SETTINGS, TACIT_SPEC, TEXTS, direct_rewards, save_tiny_checkpoint
 
@@ -94,7 +95,7 @@ def test_truncation_keeps_the_end_of_the_text(scorer: RewardScorer) -> None:
     long_text = "filler " * 200 + ending
     longer_text = "other words " * 100 + long_text
 
-    rewards, _ = scorer.score_texts([long_text, longer_text])
+    rewards = scorer.score_texts([long_text, longer_text]).rewards
 
     assert rewards[0] == pytest.approx(rewards[1], abs=1e-6)
 
@@ -112,6 +113,8 @@ def test_model_info(client: TestClient, checkpoint: Path) -> None:
         "levels": [1, 2, 4, 5],
         "max_length": 64,
         "device": "cpu",
+        "heads": ["satisfaction"],
+        "reward_head": "satisfaction",
     }
     assert client.get("/healthz").json() == {"status": "ok"}
 
@@ -261,3 +264,50 @@ def test_a_refusal_does_not_echo_a_large_input(client: TestClient) -> None:
 
     assert response.status_code == 422
     assert len(response.content) < 2_000
+
+
+# ---------------------------------------------------------------------------------------------- signal heads
+
+
+@pytest.fixture(scope="module")
+def heads_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    spec = {**TACIT_SPEC, "heads": ["thumbs_up", "continue"]}  # 3 thresholds, then one logit per head
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("heads-checkpoint"), 5, spec)
+
+
+def direct_logits(checkpoint: Path, texts: list[str]) -> torch.Tensor:
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    model = AutoModelForSequenceClassification.from_pretrained(checkpoint).eval()
+    with torch.no_grad():
+        return torch.cat([model(**tokenizer(text, return_tensors="pt")).logits for text in texts])
+
+
+@pytest.mark.parametrize(("reward_head", "column"), [("satisfaction", None), ("thumbs_up", 3), ("continue", 4)])
+def test_score_returns_every_head_and_get_reward_the_configured_one(
+    heads_checkpoint: Path, reward_head: str, column: int | None
+) -> None:
+    settings = SETTINGS.model_copy(update={"serve_reward_head": reward_head})
+    logits = direct_logits(heads_checkpoint, TEXTS)
+    with TestClient(create_app(ServedModel(load_scorer(heads_checkpoint, settings), 3), settings)) as client:
+        body = client.post("/v1/score", json={"items": [{"text": text} for text in TEXTS]}).json()
+        rewards = client.post("/get_reward", json={"query": TEXTS}).json()["rewards"]
+        info = client.get("/v1/model").json()
+
+    assert list(body["heads"]) == ["satisfaction", "thumbs_up", "continue"]
+    assert body["heads"]["satisfaction"] == body["rewards"]
+    torch.testing.assert_close(torch.tensor(body["rewards"]), 1 + torch.sigmoid(logits[:, :3]).sum(-1),
+                               rtol=0, atol=1e-5)
+    for name, index in (("thumbs_up", 3), ("continue", 4)):
+        torch.testing.assert_close(torch.tensor(body["heads"][name]), torch.sigmoid(logits[:, index]),
+                                   rtol=0, atol=1e-5)
+    assert rewards == pytest.approx(body["heads"][reward_head], abs=1e-6)
+    assert all(len(row) == 4 for row in body["level_probabilities"])  # the thresholds only
+    assert (info["heads"], info["reward_head"]) == (["satisfaction", "thumbs_up", "continue"], reward_head)
+    assert column is None or rewards != pytest.approx(body["rewards"], abs=1e-3)
+
+
+def test_a_checkpoint_without_the_served_reward_head_is_refused(checkpoint: Path) -> None:
+    settings = SETTINGS.model_copy(update={"serve_reward_head": "thumbs_up"})
+
+    with pytest.raises(CheckpointError, match="TACIT_SERVE_REWARD_HEAD is 'thumbs_up'.*satisfaction"):
+        load_scorer(checkpoint, settings)

@@ -28,7 +28,7 @@ class FakeScorer:
             self.gate.wait(5)
         lengths = [len(item["input_ids"]) for item in features]
         self.calls.append(lengths)
-        return Scores([float(n) for n in lengths], [[1.0] for _ in lengths])
+        return Scores([float(n) for n in lengths], [[1.0] for _ in lengths], [{} for _ in lengths])
 
 
 def model(scorer: FakeScorer | None = None) -> SimpleNamespace:
