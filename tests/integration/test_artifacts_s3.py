@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import ray
 from sqlalchemy import select
@@ -23,44 +22,25 @@ from tacit import cli
 from tacit.core.artifacts import filesystem
 from tacit.core.cli import Wiring
 from tacit.core.db import ModelVersion, TrainingRun
-from tacit.core.endpoints import RAY_ENV
+from tacit.core.endpoints import authenticate_to_ray
 from tacit.core.registry import get_version
 from tacit.core.settings import TacitSettings
-from tacit.devstack.stack import free_port
 from tacit.trainer import job
 from tacit.trainer.job import run_training
-from tests.helpers import wait_until
 from tests.helpers.feedback import insert_feedback
+from tests.helpers.s3 import CREDENTIALS, s3_server
 
 pytestmark = pytest.mark.integration
-AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-def answers(url: str) -> bool:
-    try:
-        return httpx.get(url).status_code < 500
-    except httpx.TransportError:
-        return False
 
 
 @pytest.fixture
 def s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """The endpoint of a fresh moto S3 server with a bucket ``tacit-models``; stopped by its PID afterwards."""
-    s3fs = pytest.importorskip("s3fs")
-    port = free_port()
-    log = tmp_path / "moto.log"
-    server = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=log.open("w"), stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until(lambda: answers(url), "the S3 server", log)
-        for name, value in AWS.items():
+    """The endpoint of a fresh S3 server with a bucket ``tacit-models``, and its credentials in the environment."""
+    pytest.importorskip("s3fs")
+    with s3_server(tmp_path / "moto.log", "tacit-models") as url:
+        for name, value in CREDENTIALS.items():
             monkeypatch.setenv(name, value)
-        s3fs.S3FileSystem(client_kwargs={"endpoint_url": url}).mkdir("tacit-models")
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 @pytest.fixture
@@ -70,12 +50,11 @@ def on_s3(s3: str, isolated: TacitSettings) -> TacitSettings:
 
 
 @pytest.fixture
-def ray_with_credentials(isolated: TacitSettings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def ray_with_credentials(isolated: TacitSettings) -> Iterator[None]:
     """This process joined to the embedded Ray, whose tasks and Ray Train workers get the S3 credentials as
     every node of a cluster has them (its environment or role)."""
-    for name, value in RAY_ENV.items():
-        monkeypatch.setenv(name, value)
-    ray.init(address=isolated.ray_address, runtime_env={"env_vars": AWS}, log_to_driver=True)
+    authenticate_to_ray(isolated)
+    ray.init(address=isolated.ray_address, runtime_env={"env_vars": CREDENTIALS}, log_to_driver=True)
     yield
     ray.shutdown()
 
@@ -88,7 +67,7 @@ def scored_in_another_process(uri: str, endpoint_url: str, data_dir: Path) -> tu
               "d = local_copy(sys.argv[1], s); print(d); "
               "print(RewardScorer.load(d, s).score_texts(['User: hi\\nAssistant: hello']).rewards[0]); "
               "print((d / 'README.md').read_text().splitlines()[5])")
-    env = {**os.environ, **AWS, "TACIT_DATA_DIR": str(data_dir), "TACIT_ARTIFACT_ENDPOINT_URL": endpoint_url}
+    env = {**os.environ, **CREDENTIALS, "TACIT_DATA_DIR": str(data_dir), "TACIT_ARTIFACT_ENDPOINT_URL": endpoint_url}
     out = subprocess.run([sys.executable, "-c", script, uri], check=False, env=env, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

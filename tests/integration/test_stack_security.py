@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import make_url
 
 from tacit.core.endpoints import Endpoints, ray_token_file, state_path
-from tacit.devstack import stack
 from tacit.core.settings import TacitSettings
+from tacit.devstack import stack
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.integration
